@@ -1,0 +1,100 @@
+"""Running `detect` over many cases with one model load: resume, continue past broken cases, shard by rank."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .bundles import Model, default_model_for, load_model
+from .detect import detect
+from .errors import CancelledError, LesionDetectError
+from .io import read_volume, volume_stem
+from .progress import ProgressCallback
+from .result import DetectionResult
+from .writers.atomic import check_writable
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Settings of one `lesiondetect detect` run (None = the model's default)."""
+
+    model: str | None = None
+    threshold: float | None = None
+    min_volume_mm3: float | None = None
+    max_lesions: int | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    overlap: float | None = None
+    force_modality: bool = False
+    series_uid: str | None = None
+    save_probability: bool = False
+    surface_format: str | None = None
+    resume: bool = False
+
+
+@dataclass
+class BatchSummary:
+    """What happened to each case."""
+
+    written: dict[Path, DetectionResult] = field(default_factory=dict)
+    skipped: list[Path] = field(default_factory=list)
+    failed: dict[Path, LesionDetectError] = field(default_factory=dict)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) under torchrun (``RANK``/``WORLD_SIZE``), else (0, 1)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class ModelCache:
+    """Loads each model once; picks the default model for a volume's modality when none is named."""
+
+    def __init__(self, name: str | None):
+        self.name = name
+        self.models: dict[str, Model] = {}
+
+    def for_volume(self, modality: str | None) -> Model:
+        name = self.name or default_model_for(modality)
+        if name not in self.models:
+            self.models[name] = load_model(name)
+        return self.models[name]
+
+
+def outputs_exist(out_dir: Path, stem: str) -> bool:
+    return all((out_dir / f"{stem}{suffix}").exists() for suffix in (".seg.nrrd", ".mrk.json", ".lesions.csv"))
+
+
+def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCache,
+             progress: ProgressCallback) -> DetectionResult:
+    """Read, detect and write one case."""
+    progress("read", 0.0, f"reading {path}")
+    volume = read_volume(path, series_uid=options.series_uid)
+    progress("load_model", 0.05, "loading model")
+    model = models.for_volume(volume.modality)
+    result = detect(
+        volume, model, threshold=options.threshold, min_volume_mm3=options.min_volume_mm3,
+        max_lesions=options.max_lesions, device=options.device, batch_size=options.batch_size,
+        overlap=options.overlap, force_modality=options.force_modality, progress=progress,
+    )
+    progress("write", 0.95, f"writing outputs to {out_dir}")
+    result.write(out_dir, volume_stem(path), options.save_probability, options.surface_format)
+    return result
+
+
+def run_cases(cases: list[Path], out_dir: Path, options: DetectOptions, progress: ProgressCallback) -> BatchSummary:
+    """Process every case; a broken case is recorded and the others go on (cancellation stops all)."""
+    check_writable(out_dir)
+    models = ModelCache(options.model)
+    summary = BatchSummary()
+    for path in cases:
+        if options.resume and outputs_exist(out_dir, volume_stem(path)):
+            summary.skipped.append(path)
+            continue
+        try:
+            summary.written[path] = run_case(path, out_dir, options, models, progress)
+        except CancelledError:
+            raise
+        except LesionDetectError as error:
+            summary.failed[path] = error
+    return summary

@@ -1,0 +1,290 @@
+"""Model bundles: a folder or ``.zip`` holding ``model.json`` (self-description) and ``weights.pt``.
+
+Light to import (no torch) so that listing models works in Slicer's main process. Weights are read only
+after their sha256 matches ``model.json``, and only with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelBundleError
+
+FORMAT_VERSION = 1
+SPEC_FILE, WEIGHTS_FILE = "model.json", "weights.pt"
+MODALITIES = ("CT", "MR")
+INTENSITY_KINDS = ("ct", "mr")
+PACKAGE_MODELS = Path(__file__).parent / "models"
+MODELS_ENV = "LESIONDETECT_MODELS"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The contents of ``model.json``."""
+
+    format_version: int
+    name: str
+    version: str
+    description: str
+    modality: str
+    intended_use: str
+    input_channels: list[str]
+    network: dict[str, Any]
+    spacing: list[float]
+    intensity: dict[str, Any]
+    patch_size: list[int]
+    overlap: float
+    batch_size: int
+    labels: dict[str, str]
+    threshold: float
+    min_lesion_mm3: float
+    weights: dict[str, str]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "model.json") -> ModelSpec:
+        """Validate ``data`` field by field; every problem is reported in one `ModelBundleError`."""
+        if not isinstance(data, dict):
+            raise ModelBundleError(f"{source}: must hold a JSON object")
+        known = {f.name for f in fields(cls)}
+        optional = {"provenance", "metrics"}
+        problems = [f"missing field {name!r}" for name in sorted(known - optional - data.keys())]
+        problems += [f"unknown field {name!r}" for name in sorted(data.keys() - known)]
+        if not problems:
+            problems = _value_problems(data)
+        if problems:
+            raise ModelBundleError(f"{source}: invalid model bundle: " + "; ".join(problems))
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _value_problems(data: dict[str, Any]) -> list[str]:
+    checks = [
+        (data["format_version"] == FORMAT_VERSION, f"format_version must be {FORMAT_VERSION}"),
+        (isinstance(data["name"], str) and data["name"].strip() != "" and "/" not in data["name"], "bad name"),
+        (data["modality"] in MODALITIES, f"modality must be one of {MODALITIES}"),
+        (_is_list(data["input_channels"], str) and len(data["input_channels"]) >= 1, "input_channels: list of names"),
+        (isinstance(data["network"], dict) and isinstance(data["network"].get("name"), str)
+         and isinstance(data["network"].get("kwargs", {}), dict), "network must be {name, kwargs}"),
+        (_is_list(data["spacing"], (int, float), 3) and min(data["spacing"], default=0) > 0, "spacing: 3 positive mm"),
+        (isinstance(data["intensity"], dict) and data["intensity"].get("kind") in INTENSITY_KINDS,
+         f"intensity.kind must be one of {INTENSITY_KINDS}"),
+        (_is_list(data["patch_size"], int, 3) and min(data["patch_size"], default=0) > 0, "patch_size: 3 integers"),
+        (isinstance(data["overlap"], (int, float)) and 0 <= data["overlap"] < 1, "overlap must be in [0, 1)"),
+        (isinstance(data["batch_size"], int) and data["batch_size"] >= 1, "batch_size must be ≥ 1"),
+        (isinstance(data["threshold"], (int, float)) and 0 < data["threshold"] < 1, "threshold must be in (0, 1)"),
+        (isinstance(data["min_lesion_mm3"], (int, float)) and data["min_lesion_mm3"] >= 0, "min_lesion_mm3 ≥ 0"),
+        (isinstance(data["weights"], dict) and data["weights"].get("file") == WEIGHTS_FILE
+         and isinstance(data["weights"].get("sha256"), str) and len(data["weights"]["sha256"]) == 64,
+         f"weights must be {{file: {WEIGHTS_FILE}, sha256: 64 hex digits}}"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def _is_list(value: Any, kind, length: int | None = None) -> bool:
+    return (
+        isinstance(value, list)
+        and (length is None or len(value) == length)
+        and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+    )
+
+
+@dataclass(eq=False)
+class Model:
+    """A verified bundle: its spec, where it came from, and its weights (a state dict, loaded on demand)."""
+
+    spec: ModelSpec
+    location: Path
+    source: str
+    weights_bytes: bytes = field(repr=False, default=b"")
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def network(self, device: str = "cpu"):
+        """Build the network, load the verified weights (``weights_only=True``), move to ``device``, eval mode."""
+        import torch
+
+        from .networks import build_network
+
+        network = build_network(self.spec.network["name"], dict(self.spec.network.get("kwargs", {})))
+        try:
+            state = torch.load(io.BytesIO(self.weights_bytes), map_location="cpu", weights_only=True)
+            network.load_state_dict(state, strict=True)
+        except (RuntimeError, KeyError, ValueError, TypeError, EOFError) as error:
+            message = str(error).splitlines()[0][:300]
+            raise ModelBundleError(f"{self.location}: weights do not fit network {self.spec.network['name']}: {message}") from None
+        except Exception as error:  # torch's unpickler raises assorted errors for hostile or corrupt files
+            raise ModelBundleError(f"{self.location}: weights.pt is not a plain tensor file ({type(error).__name__})") from None
+        return network.to(device).eval()
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_bundle_files(path: Path) -> tuple[bytes, bytes]:
+    """(model.json bytes, weights.pt bytes) from a folder or a zip, refusing unsafe zip entries."""
+    if path.is_dir():
+        try:
+            return (path / SPEC_FILE).read_bytes(), (path / WEIGHTS_FILE).read_bytes()
+        except OSError as error:
+            raise ModelBundleError(f"{path}: not a model bundle ({error.strerror}: {Path(error.filename).name})") from None
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            unsafe = [n for n in names if n.startswith("/") or ".." in Path(n).parts or "\\" in n]
+            if unsafe:
+                raise ModelBundleError(f"{path}: unsafe paths in zip: {unsafe}")
+            prefix = _zip_prefix(names, path)
+            try:
+                return archive.read(prefix + SPEC_FILE), archive.read(prefix + WEIGHTS_FILE)
+            except KeyError as error:
+                raise ModelBundleError(f"{path}: zip lacks {error}") from None
+    raise ModelBundleError(f"{path}: not a model bundle (a folder or .zip with {SPEC_FILE} and {WEIGHTS_FILE})")
+
+
+def _zip_prefix(names: list[str], path: Path) -> str:
+    """'' when model.json is at the zip's root, 'folder/' when the zip holds one bundle folder."""
+    specs = [n for n in names if Path(n).name == SPEC_FILE]
+    if len(specs) != 1 or len(Path(specs[0]).parts) > 2:
+        raise ModelBundleError(f"{path}: zip must hold exactly one {SPEC_FILE} at its root or in one folder")
+    return specs[0][: -len(SPEC_FILE)]
+
+
+def read_spec(path: Path) -> ModelSpec:
+    """Only the validated spec of a bundle (no weights read beyond the file): light, for listings."""
+    spec_bytes = (path / SPEC_FILE).read_bytes() if path.is_dir() else _read_bundle_files(path)[0]
+    return _parse_spec(spec_bytes, path)
+
+
+def _parse_spec(spec_bytes: bytes, path: Path) -> ModelSpec:
+    try:
+        data = json.loads(spec_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelBundleError(f"{path}: {SPEC_FILE} is not valid JSON ({error})") from None
+    return ModelSpec.from_dict(data, source=str(path / SPEC_FILE) if path.is_dir() else f"{path}:{SPEC_FILE}")
+
+
+def open_bundle(path: str | Path, source: str = "path") -> Model:
+    """Validate a bundle at ``path`` and check its weights' sha256; raise `ModelBundleError` otherwise."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelBundleError(f"{path}: no such model bundle")
+    spec_bytes, weights = _read_bundle_files(path)
+    spec = _parse_spec(spec_bytes, path)
+    actual = sha256_of(weights)
+    if actual != spec.weights["sha256"]:
+        raise ModelBundleError(
+            f"{path}: weights.pt checksum mismatch (model.json says {spec.weights['sha256'][:12]}…, file is {actual[:12]}…)"
+        )
+    return Model(spec=spec, location=path, source=source, weights_bytes=weights)
+
+
+def user_models_folder() -> Path:
+    """``$LESIONDETECT_MODELS`` or ``~/.lesiondetect/models``."""
+    return Path(os.environ.get(MODELS_ENV) or Path.home() / ".lesiondetect" / "models").expanduser()
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model found by `list_models` (spec read and validated, weights not loaded)."""
+
+    name: str
+    version: str
+    modality: str
+    description: str
+    path: Path
+    source: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {**asdict(self), "path": str(self.path)}
+
+
+def list_models() -> list[ModelEntry]:
+    """Models in the package and the user folder (user models shadow packaged ones of the same name)."""
+    found: dict[str, ModelEntry] = {}
+    for source, folder in (("package", PACKAGE_MODELS), ("user", user_models_folder())):
+        if not folder.is_dir():
+            continue
+        for candidate in sorted(folder.iterdir()):
+            if not (candidate / SPEC_FILE).is_file():
+                continue
+            try:
+                spec = read_spec(candidate)
+            except ModelBundleError:
+                continue
+            found[spec.name] = ModelEntry(spec.name, spec.version, spec.modality, spec.description, candidate, source)
+    return sorted(found.values(), key=lambda entry: entry.name)
+
+
+def load_model(name_or_path: str | Path) -> Model:
+    """A model by name (package or user folder) or by path to a bundle folder or zip."""
+    text = str(name_or_path)
+    entries = {entry.name: entry for entry in list_models()}
+    if text in entries:
+        return open_bundle(entries[text].path, source=entries[text].source)
+    if Path(text).expanduser().exists() or os.sep in text or text.endswith(".zip"):
+        return open_bundle(text)
+    names = ", ".join(entries) or "none installed"
+    raise ModelBundleError(f"no model named {text!r} (available: {names}); give a bundle path or import one")
+
+
+def default_model_for(modality: str | None) -> str:
+    """The name of the model to use for a modality: the first installed model of that modality."""
+    entries = list_models()
+    matching = [entry for entry in entries if modality is None or entry.modality == modality]
+    if matching:
+        return matching[0].name
+    if modality == "CT":
+        raise ModelBundleError(
+            "no CT model is installed; import one with 'lesiondetect models import PATH' or pass --model PATH"
+        )
+    raise ModelBundleError(f"no {modality or ''} model is installed; pass --model NAME|PATH")
+
+
+def import_model(path: str | Path) -> Path:
+    """Validate a bundle and copy it into the user model folder as ``<name>/``; return the new folder."""
+    model = open_bundle(path)
+    target = user_models_folder() / model.spec.name
+    staging = target.with_name(f".{target.name}.importing")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / SPEC_FILE).write_text(json.dumps(model.spec.to_dict(), indent=2, sort_keys=True) + "\n")
+    (staging / WEIGHTS_FILE).write_bytes(model.weights_bytes)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
+
+
+def save_bundle(folder: str | Path, spec: dict[str, Any], state_dict: dict) -> Path:
+    """Write ``weights.pt`` and a ``model.json`` whose sha256 matches it; returns the folder."""
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({key: value.detach().cpu().contiguous() for key, value in state_dict.items()}, buffer)
+    weights = buffer.getvalue()
+    spec = {**spec, "format_version": FORMAT_VERSION, "weights": {"file": WEIGHTS_FILE, "sha256": sha256_of(weights)}}
+    ModelSpec.from_dict(spec, source=str(folder / SPEC_FILE))
+    from .writers.atomic import atomic_output
+
+    with atomic_output(folder / WEIGHTS_FILE) as temporary:
+        temporary.write_bytes(weights)
+    with atomic_output(folder / SPEC_FILE) as temporary:
+        temporary.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    return folder

@@ -1,0 +1,39 @@
+"""Argument types and printing shared by sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..lesions import Lesion
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability in (0, 1)")
+    return value
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be ≥ 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be ≥ 1")
+    return value
+
+
+def lesion_table(lesions: list[Lesion]) -> str:
+    """A fixed-width text table of lesions for the terminal."""
+    header = f"{'lesion':<8}{'conf.':>7}{'volume mm3':>13}{'diam. mm':>10}   centroid RAS (mm)"
+    rows = [
+        f"{lesion.label:<8}{lesion.confidence_max:>7.2f}{lesion.volume_mm3:>13.1f}{lesion.longest_axial_diameter_mm:>10.1f}"
+        f"   ({lesion.centroid_ras[0]:.1f}, {lesion.centroid_ras[1]:.1f}, {lesion.centroid_ras[2]:.1f})"
+        for lesion in lesions
+    ]
+    return "\n".join([header, *rows]) if rows else "no lesions found"

@@ -1,0 +1,76 @@
+"""`lesiondetect detect INPUT... -o OUT_DIR`: lesions for one or many volumes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..batch import DetectOptions, rank_and_world, run_cases
+from ..errors import LesionDetectError
+from ..inputs import expand_inputs, shard
+from ..progress import MODES, make_reporter
+from .common import lesion_table, non_negative, positive_int, probability
+
+
+def add_common_detect_arguments(parser: argparse.ArgumentParser) -> None:
+    """Model and post-processing options shared by `detect` and `demo`."""
+    parser.add_argument("--model", help="model name (see 'lesiondetect models list') or bundle path; "
+                        "default: the installed model for the input's modality")
+    parser.add_argument("--threshold", type=probability, help="probability threshold (default: the model's)")
+    parser.add_argument("--min-size", type=non_negative, metavar="MM3", help="smallest lesion kept, mm³")
+    parser.add_argument("--max-lesions", type=positive_int, help="keep at most N most confident lesions")
+    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
+    parser.add_argument("--progress", choices=MODES, default="bar", help="bar (default), jsonl for programs, none")
+    parser.add_argument("--quiet", action="store_true", help="no progress and no lesion table")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("detect", help="detect lesions in volumes", description=__doc__)
+    parser.add_argument("inputs", nargs="+", help="image files, DICOM folders, folders of images or .txt lists")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    add_common_detect_arguments(parser)
+    parser.add_argument("--batch-size", type=positive_int, help="sliding-window batch (default: the model's)")
+    parser.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    parser.add_argument("--save-probability", action="store_true", help="also write <name>.probability.nrrd")
+    parser.add_argument("--save-surfaces", choices=("vtp", "stl"), help="also write one mesh per lesion")
+    parser.add_argument("--force-modality", action="store_true", help="run even if the model's modality differs")
+    parser.add_argument("--series-uid", help="DICOM series to read when a folder holds several")
+    parser.add_argument("--resume", action="store_true", help="skip cases whose outputs already exist")
+    parser.set_defaults(run=run)
+
+
+def options_from(args: argparse.Namespace, **overrides) -> DetectOptions:
+    return DetectOptions(
+        model=args.model, threshold=args.threshold, min_volume_mm3=args.min_size, max_lesions=args.max_lesions,
+        device=args.device, **overrides,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.quiet:
+        args.progress = "none" if args.progress == "bar" else args.progress
+    rank, world = rank_and_world()
+    cases = shard(expand_inputs(args.inputs), rank, world)
+    options = options_from(
+        args, batch_size=args.batch_size, overlap=args.overlap, force_modality=args.force_modality,
+        series_uid=args.series_uid, save_probability=args.save_probability, surface_format=args.save_surfaces,
+        resume=args.resume,
+    )
+    report = make_reporter(args.progress)
+    summary = run_cases(cases, args.output, options, report)
+    if len(cases) == 1 and summary.failed:
+        raise next(iter(summary.failed.values()))
+    report("done", 1.0, f"{len(summary.written)} written, {len(summary.skipped)} skipped, {len(summary.failed)} failed")
+    if not args.quiet:
+        stream = sys.stderr if args.progress == "jsonl" else sys.stdout
+        for path, result in summary.written.items():
+            print(f"{path}: {len(result.lesions)} lesion(s)\n{lesion_table(result.lesions)}", file=stream)
+        for path, error in summary.failed.items():
+            print(f"lesiondetect: failed: {path}: {error}", file=sys.stderr)
+    return _exit_code(summary.failed.values())
+
+
+def _exit_code(errors) -> int:
+    codes = {error.exit_code for error in errors}
+    return 0 if not codes else codes.pop() if len(codes) == 1 else LesionDetectError.exit_code

@@ -1,0 +1,46 @@
+"""`lesiondetect models list|show NAME|import PATH`: the installed model bundles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..bundles import import_model, list_models, load_model, user_models_folder
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("models", help="list, show or import model bundles", description=__doc__)
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="installed models")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(run=run_list)
+    show = actions.add_parser("show", help="a model's model.json")
+    show.add_argument("name", help="model name or bundle path")
+    show.set_defaults(run=run_show)
+    importing = actions.add_parser("import", help=f"copy a bundle into {user_models_folder()}")
+    importing.add_argument("path", help="bundle folder or .zip")
+    importing.set_defaults(run=run_import)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    entries = list_models()
+    if args.json:
+        print(json.dumps([entry.to_dict() for entry in entries], indent=2))
+        return 0
+    for entry in entries:
+        print(f"{entry.name:<24}{entry.version:<10}{entry.modality:<4}{entry.source:<9}{entry.description}")
+    if not entries:
+        print("no models installed; import one with 'lesiondetect models import PATH'")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    model = load_model(args.name)
+    print(json.dumps({**model.spec.to_dict(), "location": str(model.location)}, indent=2, sort_keys=True))
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    target = import_model(args.path)
+    print(f"imported into {target}")
+    return 0

@@ -1,0 +1,72 @@
+"""`detect(volume, model)`: the one path from a volume to lesions that every caller uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .bundles import Model, load_model
+from .errors import ModalityMismatchError
+from .io import validate_volume
+from .result import DetectionResult
+from .volume import Volume
+
+ProgressCallback = Callable[[str, float, str], None]
+
+
+def _silent(stage: str, fraction: float, message: str) -> None:
+    """Default progress callback: report nothing."""
+
+
+def check_modality(volume: Volume, model: Model, force: bool = False) -> None:
+    """Refuse an input whose known modality differs from the model's (CT vs MR) unless forced."""
+    if force or volume.modality is None or volume.modality == model.spec.modality:
+        return
+    raise ModalityMismatchError(
+        f"model {model.name!r} is for {model.spec.modality} but the input is {volume.modality}; "
+        "choose a model of that modality or pass --force-modality"
+    )
+
+
+def detect(
+    volume: Volume,
+    model: Model | str,
+    threshold: float | None = None,
+    min_volume_mm3: float | None = None,
+    max_lesions: int | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    overlap: float | None = None,
+    force_modality: bool = False,
+    progress: ProgressCallback = _silent,
+) -> DetectionResult:
+    """Find lesions in ``volume`` with ``model`` (a `Model` or a name/path); settings default to the model's."""
+    from . import infer, lesions, preprocess
+
+    model = load_model(model) if not isinstance(model, Model) else model
+    validate_volume(volume, source=volume.name)
+    check_modality(volume, model, force_modality)
+    spec = model.spec
+    threshold = spec.threshold if threshold is None else threshold
+    min_volume_mm3 = spec.min_lesion_mm3 if min_volume_mm3 is None else min_volume_mm3
+    device = infer.resolve_device(device)
+
+    progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
+    image, grid = preprocess.prepare(volume, spec)
+    progress("inference", 0.15, f"{spec.network['name']} on {device}, grid {grid.size}")
+    network = model.network(device)
+    model_probability = infer.probabilities(
+        network, image, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
+        batch_size or spec.batch_size, device,
+        on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"),
+    )
+    probability = preprocess.to_input_grid(model_probability, grid, volume)
+    progress("postprocess", 0.87, "connected components and measurements")
+    found, label_map = lesions.from_probability(probability, volume, threshold, min_volume_mm3, max_lesions)
+    settings = {
+        "threshold": threshold, "min_volume_mm3": min_volume_mm3, "max_lesions": max_lesions,
+        "device": device, "model": model.name, "model_version": spec.version,
+    }
+    return DetectionResult(
+        volume=volume, lesions=found, label_map=label_map, probability=probability,
+        threshold=threshold, model_name=model.name, settings=settings,
+    )

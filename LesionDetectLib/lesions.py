@@ -1,0 +1,177 @@
+"""Post-processing: probability map → thresholded 26-connected lesions with measurements."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .volume import Volume, apply_affine, lps_to_ras
+
+Triple = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One detected lesion; ``id`` is its value in the label map (1 = most confident)."""
+
+    id: int
+    confidence_max: float
+    confidence_mean: float
+    voxel_count: int
+    volume_mm3: float
+    centroid_ijk: Triple
+    centroid_lps: Triple
+    bbox_ijk_min: tuple[int, int, int]
+    bbox_ijk_max: tuple[int, int, int]
+    equivalent_diameter_mm: float
+    longest_axial_diameter_mm: float
+    surface_area_mm2: float | None = None
+    sphericity: float | None = None
+
+    @property
+    def name(self) -> str:
+        """Segment name, e.g. ``Lesion 1``."""
+        return f"Lesion {self.id}"
+
+    @property
+    def label(self) -> str:
+        """Control point label, e.g. ``L1``."""
+        return f"L{self.id}"
+
+    @property
+    def centroid_ras(self) -> Triple:
+        return tuple(float(v) for v in lps_to_ras(self.centroid_lps))
+
+    def description(self) -> str:
+        """One line for a control point: confidence, volume and diameter."""
+        return (
+            f"confidence {self.confidence_max:.2f}, volume {self.volume_mm3:.0f} mm3, "
+            f"diameter {self.longest_axial_diameter_mm:.1f} mm"
+        )
+
+    def as_row(self) -> dict[str, object]:
+        """Flat table row (the `.lesions.csv` columns, in order)."""
+        (i, j, k), (r, a, s), (l, p, s_lps) = self.centroid_ijk, self.centroid_ras, self.centroid_lps
+        return {
+            "id": self.id,
+            "name": self.name,
+            "label": self.label,
+            "confidence_max": round(self.confidence_max, 6),
+            "confidence_mean": round(self.confidence_mean, 6),
+            "voxel_count": self.voxel_count,
+            "volume_mm3": round(self.volume_mm3, 4),
+            "centroid_i": round(i, 4), "centroid_j": round(j, 4), "centroid_k": round(k, 4),
+            "centroid_r": round(r, 4), "centroid_a": round(a, 4), "centroid_s": round(s, 4),
+            "centroid_l": round(l, 4), "centroid_p": round(p, 4), "centroid_s_lps": round(s_lps, 4),
+            "bbox_i_min": self.bbox_ijk_min[0], "bbox_j_min": self.bbox_ijk_min[1], "bbox_k_min": self.bbox_ijk_min[2],
+            "bbox_i_max": self.bbox_ijk_max[0], "bbox_j_max": self.bbox_ijk_max[1], "bbox_k_max": self.bbox_ijk_max[2],
+            "equivalent_diameter_mm": round(self.equivalent_diameter_mm, 4),
+            "longest_axial_diameter_mm": round(self.longest_axial_diameter_mm, 4),
+            "surface_area_mm2": None if self.surface_area_mm2 is None else round(self.surface_area_mm2, 4),
+            "sphericity": None if self.sphericity is None else round(self.sphericity, 6),
+        }
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+TABLE_COLUMNS: tuple[str, ...] = tuple(
+    Lesion(0, 0, 0, 0, 0, (0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0), 0, 0).as_row()
+)
+
+
+def from_probability(
+    probability: np.ndarray,
+    volume: Volume,
+    threshold: float,
+    min_volume_mm3: float = 0.0,
+    max_lesions: int | None = None,
+    measure_surfaces: bool = True,
+) -> tuple[list[Lesion], np.ndarray]:
+    """Lesions (sorted by confidence) and their label map ``[k, j, i]`` (lesion n has value n)."""
+    import SimpleITK as sitk
+
+    reference = volume.with_array(probability.astype(np.float32, copy=False))
+    probability_image = reference.to_sitk()
+    components = sitk.ConnectedComponent(probability_image >= threshold, True)
+    min_voxels = int(math.ceil(min_volume_mm3 / volume.voxel_volume_mm3 - 1e-9)) if min_volume_mm3 > 0 else 0
+    components = sitk.RelabelComponent(components, minimumObjectSize=min_voxels, sortByObjectSize=True)
+    shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.Execute(components)
+    values = sitk.LabelStatisticsImageFilter()
+    values.Execute(probability_image, components)
+    labels = [label for label in shapes.GetLabels() if label != 0]
+    order = sorted(labels, key=lambda label: (-values.GetMaximum(label), -shapes.GetNumberOfPixels(label), label))
+    order = order[:max_lesions] if max_lesions is not None else order
+
+    old_labels = sitk.GetArrayViewFromImage(components)
+    lookup = np.zeros(max(labels, default=0) + 1, dtype=np.uint16)
+    lookup[order] = np.arange(1, len(order) + 1, dtype=np.uint16)
+    label_map = lookup[old_labels]
+    lesions = [
+        _measure(new_id, label_map, volume, shapes, label, values, measure_surfaces)
+        for new_id, label in enumerate(order, start=1)
+    ]
+    return lesions, label_map
+
+
+def _measure(new_id, label_map, volume, shapes, label, values, measure_surfaces) -> Lesion:
+    start_i, start_j, start_k, size_i, size_j, size_k = shapes.GetBoundingBox(label)
+    bbox_min = (start_i, start_j, start_k)
+    bbox_max = (start_i + size_i - 1, start_j + size_j - 1, start_k + size_k - 1)
+    count = int(shapes.GetNumberOfPixels(label))
+    volume_mm3 = count * volume.voxel_volume_mm3
+    centroid_lps = tuple(float(v) for v in shapes.GetCentroid(label))
+    centroid_ijk = tuple(float(v) for v in apply_affine(np.linalg.inv(volume.ijk_to_lps()), centroid_lps))
+    crop = label_map[start_k : bbox_max[2] + 1, start_j : bbox_max[1] + 1, start_i : bbox_max[0] + 1] == new_id
+    area, sphericity = (None, None)
+    if measure_surfaces:
+        from .surface import lesion_mesh, mesh_measures
+
+        area, sphericity = mesh_measures(lesion_mesh(label_map, volume, new_id, bbox_min, bbox_max), volume_mm3)
+    return Lesion(
+        id=new_id,
+        confidence_max=float(values.GetMaximum(label)),
+        confidence_mean=float(values.GetMean(label)),
+        voxel_count=count,
+        volume_mm3=float(volume_mm3),
+        centroid_ijk=centroid_ijk,
+        centroid_lps=centroid_lps,
+        bbox_ijk_min=bbox_min,
+        bbox_ijk_max=bbox_max,
+        equivalent_diameter_mm=float((6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0)),
+        longest_axial_diameter_mm=longest_axial_diameter(crop, bbox_min, volume),
+        surface_area_mm2=area,
+        sphericity=sphericity,
+    )
+
+
+def axial_axis(volume: Volume) -> int:
+    """The voxel axis (0=i, 1=j, 2=k) closest to the patient's superior direction."""
+    return int(np.argmax(np.abs(np.asarray(volume.direction)[2, :])))
+
+
+def longest_axial_diameter(crop_kji: np.ndarray, bbox_min: tuple[int, int, int], volume: Volume) -> float:
+    """Longest in-plane distance (mm, between voxel centres) within any axial slice of a lesion.
+
+    'Axial' is the voxel plane most perpendicular to superior; distances are measured in that plane's
+    physical coordinates (the superior component is dropped), as a radiologist measures on axial slices.
+    """
+    axis_kji = 2 - axial_axis(volume)
+    matrix = volume.ijk_to_lps()
+    longest = 0.0
+    for index in range(crop_kji.shape[axis_kji]):
+        plane = np.take(crop_kji, index, axis=axis_kji)
+        rows = np.flatnonzero(plane.any(axis=1))
+        if rows.size == 0:
+            continue
+        first = plane[rows].argmax(axis=1)
+        last = plane.shape[1] - 1 - plane[rows, ::-1].argmax(axis=1)
+        edge_2d = np.concatenate([np.stack([rows, first], 1), np.stack([rows, last], 1)])
+        kji = np.insert(edge_2d, axis_kji, index, axis=1) + np.array(bbox_min[::-1])
+        points = apply_affine(matrix, kji[:, ::-1].astype(float))[:, :2]
+        differences = points[:, None, :] - points[None, :, :]
+        longest = max(longest, float(np.sqrt((differences**2).sum(-1)).max()))
+    return longest

@@ -1,0 +1,128 @@
+"""From an input volume to the network's grid and intensities, and from the network's grid back.
+
+Spatial work uses SimpleITK's multithreaded resampler through physical space, so a prediction maps back
+onto the input grid exactly whatever the input's direction, spacing and origin. The model grid is
+RAS-aligned (MONAI's ``Orientation("RAS")`` convention) at the model's spacing; arrays handed to the
+network are channel-first ``[C, x, y, z]`` (R→L… i.e. MONAI's layout), as in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .volume import LPS_TO_RAS, Volume
+
+RAS_DIRECTION_IN_LPS = LPS_TO_RAS  # unit R, A, S axes written in LPS coordinates
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A RAS-aligned voxel grid in LPS physical space (size in x, y, z voxels)."""
+
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+
+    def reference_image(self):
+        import SimpleITK as sitk
+
+        image = sitk.Image([int(s) for s in self.size], sitk.sitkUInt8)
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(RAS_DIRECTION_IN_LPS.ravel().tolist())
+        return image
+
+
+def model_grid(volume: Volume, spacing: tuple[float, float, float]) -> Grid:
+    """The RAS-aligned grid at ``spacing`` covering the input's voxel centres."""
+    i, j, k = (n - 1 for n in volume.shape_ijk)
+    corners_ijk = np.array([[a, b, c] for a in (0, i) for b in (0, j) for c in (0, k)], dtype=float)
+    matrix = volume.ijk_to_lps()
+    corners_ras = (corners_ijk @ matrix[:3, :3].T + matrix[:3, 3]) @ LPS_TO_RAS.T
+    low, high = corners_ras.min(axis=0), corners_ras.max(axis=0)
+    size = tuple(int(np.floor((h - lo) / s + 1e-6)) + 1 for lo, h, s in zip(low, high, spacing))
+    origin_lps = tuple(float(v) for v in LPS_TO_RAS @ low)
+    return Grid(size=size, spacing=tuple(float(s) for s in spacing), origin=origin_lps)
+
+
+def _resample(image, reference, interpolator, default_value: float):
+    import SimpleITK as sitk
+
+    return sitk.Resample(image, reference, sitk.Transform(), interpolator, default_value, sitk.sitkFloat32)
+
+
+def to_model_grid(volume: Volume, spacing, interpolate: str = "linear") -> tuple[np.ndarray, Grid]:
+    """Resample ``volume`` onto its model grid; returns a float32 array ``[x, y, z]`` and the grid."""
+    import SimpleITK as sitk
+
+    grid = model_grid(volume, tuple(spacing))
+    image = volume.to_sitk()
+    interpolator = sitk.sitkLinear if interpolate == "linear" else sitk.sitkNearestNeighbor
+    background = background_value(volume.array)
+    background = float(volume.array.min()) if background is None else background
+    resampled = _resample(image, grid.reference_image(), interpolator, background)
+    return sitk.GetArrayViewFromImage(resampled).transpose(2, 1, 0).copy(), grid
+
+
+def to_input_grid(array_xyz: np.ndarray, grid: Grid, volume: Volume, interpolate: str = "linear") -> np.ndarray:
+    """Resample a model-grid array ``[x, y, z]`` back onto the input's exact grid (``[k, j, i]`` float32)."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array_xyz.transpose(2, 1, 0), dtype=np.float32))
+    image.SetSpacing(grid.spacing)
+    image.SetOrigin(grid.origin)
+    image.SetDirection(RAS_DIRECTION_IN_LPS.ravel().tolist())
+    reference = volume.with_array(np.zeros(volume.array.shape, np.uint8)).to_sitk()
+    interpolator = sitk.sitkLinear if interpolate == "linear" else sitk.sitkNearestNeighbor
+    return sitk.GetArrayFromImage(_resample(image, reference, interpolator, 0.0))
+
+
+def background_value(array: np.ndarray, min_fraction: float = 0.1) -> float | None:
+    """The constant filling a skull-stripped scan's background (0, or another value after rescaling), if any.
+
+    It is the value shared by all eight corner voxels when at least ``min_fraction`` of the volume holds it;
+    invariant to ``a·x + b`` rescaling, unlike "zero" or "the minimum".
+    """
+    corners = array[np.ix_(*[[0, n - 1] for n in array.shape])].ravel()
+    if not np.all(corners == corners[0]):
+        return None
+    return float(corners[0]) if np.count_nonzero(array == corners[0]) >= min_fraction * array.size else None
+
+
+def foreground_mask(array: np.ndarray) -> np.ndarray:
+    """Voxels that are not the constant background (all voxels when there is none)."""
+    background = background_value(array)
+    return np.ones(array.shape, bool) if background is None else array != background
+
+
+def normalise_intensity(array: np.ndarray, intensity: dict[str, Any]) -> np.ndarray:
+    """Intensity normalisation from the bundle: CT window → [0, 1]; MR foreground percentile clip + z-score.
+
+    Both are invariant to how the scanner scaled the values where they must be: the MR transform gives the same
+    output for ``a·x + b`` (a > 0), so raw, rescaled and z-scored scans are treated alike.
+    """
+    from monai.transforms import NormalizeIntensity, ScaleIntensityRange
+
+    if intensity["kind"] == "ct":
+        low, high = intensity["window"]
+        scale = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
+        return np.asarray(scale(array), dtype=np.float32)
+    mask = foreground_mask(array)
+    if not mask.any():
+        return np.zeros_like(array, dtype=np.float32)
+    low, high = np.percentile(array[mask], intensity.get("percentiles", [0.5, 99.5]))
+    clipped = np.clip(array, low, high).astype(np.float32)
+    mean, std = float(clipped[mask].mean()), float(clipped[mask].std())
+    normalise = NormalizeIntensity(subtrahend=mean, divisor=std if std > 0 else 1.0)
+    out = np.asarray(normalise(clipped), dtype=np.float32)
+    out[~mask] = 0.0
+    return out
+
+
+def prepare(volume: Volume, spec) -> tuple[np.ndarray, Grid]:
+    """The network's input for ``volume`` under a `bundles.ModelSpec`: ``[1, x, y, z]`` float32 and its grid."""
+    resampled, grid = to_model_grid(volume, spec.spacing)
+    return normalise_intensity(resampled, spec.intensity)[None], grid

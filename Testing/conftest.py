@@ -1,0 +1,90 @@
+"""Shared fixtures: oblique, anisotropic synthetic volumes with known lesions, and tiny model bundles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from LesionDetectLib.volume import Volume  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"real data folder {SHARED_DATA} is absent (../shared/data beside the checkout)"
+)
+
+
+def oblique_direction() -> np.ndarray:
+    """A rotation of 30° about an oblique axis, with the j axis flipped: far from identity, still orthonormal."""
+    axis = np.array([1.0, 2.0, 3.0]) / np.sqrt(14.0)
+    angle = np.deg2rad(30.0)
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rotation = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+    return rotation @ np.diag([1.0, -1.0, 1.0]) @ np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1.0]])
+
+
+def make_volume(
+    shape_kji=(24, 40, 36),
+    spacing=(0.8, 0.9, 2.5),
+    origin=(12.5, -40.25, 88.0),
+    direction: np.ndarray | None = None,
+    lesions: tuple[tuple[slice, slice, slice], ...] = ((slice(8, 14), slice(10, 18), slice(6, 14)),),
+    background: float = 0.0,
+    lesion_value: float = 100.0,
+    seed: int | None = 0,
+    name: str = "synthetic",
+) -> Volume:
+    """A volume with bright boxes (``[k, j, i]`` slices) on a dim, slightly noisy background."""
+    rng = np.random.default_rng(seed)
+    array = np.full(shape_kji, background, dtype=np.float32)
+    if seed is not None:
+        array += rng.uniform(0, 5, size=shape_kji).astype(np.float32)
+    for box in lesions:
+        array[box] = lesion_value
+    return Volume(array, tuple(spacing), tuple(origin), oblique_direction() if direction is None else direction, name)
+
+
+def box_centroid_lps(volume: Volume, box: tuple[slice, slice, slice]) -> np.ndarray:
+    """Physical (LPS) centroid of a ``[k, j, i]`` box of voxels."""
+    k, j, i = ((s.start + s.stop - 1) / 2.0 for s in box)
+    return volume.ijk_to_lps()[:3] @ np.array([i, j, k, 1.0])
+
+
+def threshold_bundle_spec(modality: str = "CT", spacing=(1.0, 1.0, 1.0), window=(0.0, 100.0)) -> dict:
+    """A deterministic model: probability = sigmoid(40·(x − 0.5)) on the windowed intensity."""
+    kwargs = {"in_channels": 1, "out_channels": 1, "level": 0.5, "scale": 40.0}
+    intensity = {"kind": "ct", "window": list(window)} if modality == "CT" else {"kind": "mr", "percentiles": [0.5, 99.5]}
+    return {
+        "name": f"test-threshold-{modality.lower()}", "version": "0.0.1", "description": "test threshold model",
+        "modality": modality, "intended_use": "tests", "input_channels": [modality],
+        "network": {"name": "IntensityThreshold", "kwargs": kwargs}, "spacing": list(spacing),
+        "intensity": intensity, "patch_size": [32, 32, 32], "overlap": 0.25, "batch_size": 2,
+        "labels": {"0": "background", "1": "lesion"}, "threshold": 0.5, "min_lesion_mm3": 0.0,
+    }
+
+
+def write_threshold_bundle(folder: Path, **spec_overrides) -> Path:
+    from LesionDetectLib.bundles import save_bundle
+    from LesionDetectLib.networks import build_network
+
+    spec = {**threshold_bundle_spec(), **spec_overrides}
+    network = build_network("IntensityThreshold", spec["network"]["kwargs"])
+    return save_bundle(folder, spec, network.state_dict())
+
+
+@pytest.fixture
+def threshold_bundle(tmp_path) -> Path:
+    """A CT threshold bundle folder on disk."""
+    return write_threshold_bundle(tmp_path / "bundle")
+
+
+@pytest.fixture
+def isolated_models(tmp_path, monkeypatch) -> Path:
+    """An empty user model folder, so tests never see the developer's ~/.lesiondetect."""
+    folder = tmp_path / "user-models"
+    monkeypatch.setenv("LESIONDETECT_MODELS", str(folder))
+    return folder
