@@ -7,6 +7,7 @@ from collections.abc import Callable
 from .bundles import Model, load_model
 from .errors import ModalityMismatchError
 from .io import validate_volume
+from .resources import check_memory
 from .result import DetectionResult
 from .volume import Volume
 
@@ -50,14 +51,16 @@ def detect(
     min_volume_mm3 = spec.min_lesion_mm3 if min_volume_mm3 is None else min_volume_mm3
     device = infer.resolve_device(device)
 
+    warnings: list[str] = []
+    check_memory(volume.array.shape, preprocess.model_grid(volume, tuple(spec.spacing)).size)
     progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
     image, grid = preprocess.prepare(volume, spec)
     progress("inference", 0.15, f"{spec.network['name']} on {device}, grid {grid.size}")
-    network = model.network(device)
-    model_probability = infer.probabilities(
-        network, image, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
+    model_probability, device = infer.probabilities_with_fallback(
+        model.network, image, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
         batch_size or spec.batch_size, device,
         on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"),
+        warn=lambda message: (warnings.append(message), progress("inference", 0.15, message)),
     )
     probability = preprocess.to_input_grid(model_probability, grid, volume)
     progress("postprocess", 0.87, "connected components and measurements")
@@ -68,5 +71,5 @@ def detect(
     }
     return DetectionResult(
         volume=volume, lesions=found, label_map=label_map, probability=probability,
-        threshold=threshold, model_name=model.name, settings=settings,
+        threshold=threshold, model_name=model.name, settings=settings, warnings=warnings,
     )

@@ -59,6 +59,25 @@ def probabilities(
     return output[0, 0].numpy().astype(np.float32, copy=False)
 
 
+def probabilities_with_fallback(network_for, image, patch_size, overlap, batch_size, device, on_progress=None,
+                                warn: Callable[[str], None] = print) -> tuple[np.ndarray, str]:
+    """`probabilities`, retrying on GPU out-of-memory with batch 1, then on the CPU; returns (map, device used)."""
+    import torch
+
+    attempts = [(device, batch_size)]
+    if device.startswith("cuda"):
+        attempts += [(device, 1)] if batch_size > 1 else []
+        attempts += [("cpu", batch_size)]
+    for where, batch in attempts[:-1]:
+        try:
+            return probabilities(network_for(where), image, patch_size, overlap, batch, where, on_progress), where
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            warn(f"out of GPU memory on {where} with sliding-window batch {batch}; retrying with less")
+    where, batch = attempts[-1]
+    return probabilities(network_for(where), image, patch_size, overlap, batch, where, on_progress), where
+
+
 def _lesion_probability(logits):
     """Sigmoid of one output channel, or the softmax probability of class 1 for two or more."""
     import torch

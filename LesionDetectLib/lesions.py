@@ -53,7 +53,7 @@ class Lesion:
 
     def as_row(self) -> dict[str, object]:
         """Flat table row (the `.lesions.csv` columns, in order)."""
-        (i, j, k), (r, a, s), (l, p, s_lps) = self.centroid_ijk, self.centroid_ras, self.centroid_lps
+        (i, j, k), (r, a, s), (left, posterior, s_lps) = self.centroid_ijk, self.centroid_ras, self.centroid_lps
         return {
             "id": self.id,
             "name": self.name,
@@ -64,7 +64,7 @@ class Lesion:
             "volume_mm3": round(self.volume_mm3, 4),
             "centroid_i": round(i, 4), "centroid_j": round(j, 4), "centroid_k": round(k, 4),
             "centroid_r": round(r, 4), "centroid_a": round(a, 4), "centroid_s": round(s, 4),
-            "centroid_l": round(l, 4), "centroid_p": round(p, 4), "centroid_s_lps": round(s_lps, 4),
+            "centroid_l": round(left, 4), "centroid_p": round(posterior, 4), "centroid_s_lps": round(s_lps, 4),
             "bbox_i_min": self.bbox_ijk_min[0], "bbox_j_min": self.bbox_ijk_min[1], "bbox_k_min": self.bbox_ijk_min[2],
             "bbox_i_max": self.bbox_ijk_max[0], "bbox_j_max": self.bbox_ijk_max[1], "bbox_k_max": self.bbox_ijk_max[2],
             "equivalent_diameter_mm": round(self.equivalent_diameter_mm, 4),

@@ -1,0 +1,143 @@
+"""Model bundles: validation, checksums, safe loading, search paths, import."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+
+import pytest
+import torch
+from conftest import write_threshold_bundle
+
+from LesionDetectLib.bundles import (
+    FORMAT_VERSION,
+    default_model_for,
+    import_model,
+    list_models,
+    load_model,
+    open_bundle,
+    sha256_of,
+)
+from LesionDetectLib.errors import ModelBundleError
+
+
+def rewrite_spec(folder, **changes):
+    spec = json.loads((folder / "model.json").read_text())
+    spec.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del spec[key]
+    (folder / "model.json").write_text(json.dumps(spec))
+
+
+def test_saved_bundle_verifies_and_builds(threshold_bundle):
+    model = open_bundle(threshold_bundle)
+    assert model.spec.format_version == FORMAT_VERSION
+    assert model.spec.weights["sha256"] == sha256_of((threshold_bundle / "weights.pt").read_bytes())
+    network = model.network("cpu")
+    assert not network.training
+
+
+def test_wrong_checksum_is_refused(threshold_bundle):
+    (threshold_bundle / "weights.pt").write_bytes((threshold_bundle / "weights.pt").read_bytes() + b"x")
+    with pytest.raises(ModelBundleError, match="checksum mismatch"):
+        open_bundle(threshold_bundle)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickled_payload_with_matching_checksum_is_not_executed(threshold_bundle, capsys):
+    buffer = io.BytesIO()
+    torch.save({"conv.weight": Payload()}, buffer)
+    weights = buffer.getvalue()
+    (threshold_bundle / "weights.pt").write_bytes(weights)
+    rewrite_spec(threshold_bundle, weights={"file": "weights.pt", "sha256": sha256_of(weights)})
+    model = open_bundle(threshold_bundle)
+    with pytest.raises(ModelBundleError, match="not a plain tensor file"):
+        model.network("cpu")
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_raw_pickle_is_refused(threshold_bundle):
+    weights = pickle.dumps({"a": 1})
+    (threshold_bundle / "weights.pt").write_bytes(weights)
+    rewrite_spec(threshold_bundle, weights={"file": "weights.pt", "sha256": sha256_of(weights)})
+    with pytest.raises(ModelBundleError):
+        open_bundle(threshold_bundle).network("cpu")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"threshold": None}, "missing field 'threshold'"),
+        ({"surprise": 1}, "unknown field 'surprise'"),
+        ({"modality": "PET"}, "modality"),
+        ({"spacing": [1, 1]}, "spacing"),
+        ({"threshold": 1.5}, "threshold"),
+    ],
+)
+def test_invalid_specs_are_refused(threshold_bundle, change, message):
+    rewrite_spec(threshold_bundle, **change)
+    with pytest.raises(ModelBundleError, match=message):
+        open_bundle(threshold_bundle)
+
+
+def test_unknown_network_is_refused(threshold_bundle):
+    rewrite_spec(threshold_bundle, network={"name": "os.system", "kwargs": {}})
+    with pytest.raises(ModelBundleError, match="unknown network"):
+        open_bundle(threshold_bundle).network("cpu")
+
+
+def test_corrupt_json(threshold_bundle):
+    (threshold_bundle / "model.json").write_text("{not json")
+    with pytest.raises(ModelBundleError, match="not valid JSON"):
+        open_bundle(threshold_bundle)
+
+
+def test_zip_bundle_loads(threshold_bundle, tmp_path):
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for name in ("model.json", "weights.pt"):
+            out.write(threshold_bundle / name, f"test-model/{name}")
+    assert open_bundle(archive).name == "test-threshold-ct"
+
+
+def test_zip_path_traversal_is_refused(threshold_bundle, tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.write(threshold_bundle / "model.json", "model.json")
+        out.write(threshold_bundle / "weights.pt", "weights.pt")
+        out.writestr("../../outside.txt", "x")
+    with pytest.raises(ModelBundleError, match="unsafe paths"):
+        open_bundle(archive)
+
+
+def test_import_list_and_load_by_name(threshold_bundle, isolated_models):
+    target = import_model(threshold_bundle)
+    assert target == isolated_models / "test-threshold-ct"
+    names = {entry.name: entry for entry in list_models()}
+    assert names["test-threshold-ct"].source == "user"
+    assert load_model("test-threshold-ct").location == target
+    assert default_model_for("CT") == "test-threshold-ct"
+
+
+def test_no_ct_model_message(isolated_models, monkeypatch):
+    monkeypatch.setattr("LesionDetectLib.bundles.PACKAGE_MODELS", isolated_models / "none")
+    with pytest.raises(ModelBundleError, match="no CT model is installed"):
+        default_model_for("CT")
+
+
+def test_unknown_name(isolated_models):
+    with pytest.raises(ModelBundleError, match="no model named"):
+        load_model("does-not-exist")
+
+
+def test_weights_that_do_not_fit_the_network(tmp_path):
+    folder = write_threshold_bundle(tmp_path / "b")
+    rewrite_spec(folder, network={"name": "IntensityThreshold", "kwargs": {"in_channels": 2, "out_channels": 1}})
+    with pytest.raises(ModelBundleError, match="do not fit"):
+        open_bundle(folder).network("cpu")

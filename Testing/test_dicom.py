@@ -1,0 +1,70 @@
+"""DICOM series folders: a series written by the test, several series in one folder, and a real series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import SHARED_DATA, needs_shared_data
+
+from LesionDetectLib.errors import InputImageError
+from LesionDetectLib.io import dicom_series, read_volume
+
+
+def write_series(folder, array, spacing=(0.7, 0.7, 2.0), origin=(-100.0, -80.0, 40.0), uid="1.2.826.0.1.3680043.2.1125.1"):
+    """Write ``array`` [k, j, i] int16 as one axial CT series (one file per slice)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(array.shape[0]):
+        image = sitk.GetImageFromArray(array[k : k + 1])
+        image.SetSpacing(spacing)
+        position = (origin[0], origin[1], origin[2] + k * spacing[2])
+        tags = {
+            "0008|0060": "CT", "0020|000e": uid, "0020|000d": uid + ".9", "0008|0018": f"{uid}.{k + 1}",
+            "0020|0032": "\\".join(f"{v:.4f}" for v in position), "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0020|0013": str(k + 1), "0028|0030": f"{spacing[1]}\\{spacing[0]}", "0018|0050": str(spacing[2]),
+            "0010|0010": "Doe^Jane", "0010|0020": "PATIENT-ID-42",
+        }
+        for key, value in tags.items():
+            image.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(image)
+    return folder
+
+
+def ct_array(shape=(6, 32, 40)):
+    array = np.full(shape, -1000, np.int16)
+    array[:, 8:24, 8:32] = 40
+    return array
+
+
+def test_written_series_reads_with_geometry(tmp_path):
+    folder = write_series(tmp_path / "series", ct_array())
+    volume = read_volume(folder)
+    assert volume.name == "series"
+    assert volume.shape_ijk == (40, 32, 6)
+    np.testing.assert_allclose(volume.spacing, (0.7, 0.7, 2.0), atol=1e-4)
+    np.testing.assert_allclose(volume.origin, (-100.0, -80.0, 40.0), atol=1e-3)
+    assert volume.modality == "CT"
+    assert int(volume.array.min()) == -1000
+
+
+def test_folder_with_two_series_asks_to_choose(tmp_path):
+    write_series(tmp_path / "both", ct_array(), uid="1.2.3.4.1")
+    write_series(tmp_path / "other", ct_array((4, 32, 40)), uid="1.2.3.4.2")
+    for path in (tmp_path / "other").iterdir():
+        path.rename(tmp_path / "both" / f"b_{path.name}")
+    with pytest.raises(InputImageError, match="--series-uid"):
+        read_volume(tmp_path / "both")
+    assert read_volume(tmp_path / "both", series_uid="1.2.3.4.2").shape_ijk[2] == 4
+    assert set(dicom_series(tmp_path / "both")) == {"1.2.3.4.1", "1.2.3.4.2"}
+
+
+@needs_shared_data
+def test_real_ct_series():
+    volume = read_volume(SHARED_DATA / "real-ct-dicom")
+    assert volume.shape_ijk == (512, 512, 20)
+    np.testing.assert_allclose(volume.spacing, (0.977, 0.977, 2.0), atol=1e-3)
+    np.testing.assert_allclose(volume.origin, (-249.5, -437.5, -804.5), atol=0.5)
+    assert volume.modality == "CT"
