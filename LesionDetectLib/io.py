@@ -115,9 +115,13 @@ def _dicom_modality(image) -> str | None:
     return None
 
 
-def guess_modality(array: np.ndarray) -> str:
-    """'CT' when the voxels hold air-like Hounsfield values (< −500), else 'MR' (for files without a tag)."""
-    return "CT" if float(array.min()) < -500 else "MR"
+def guess_modality(array: np.ndarray, air_fraction: float = 0.01) -> str:
+    """'CT' when ≥ 1 % of voxels hold air-like Hounsfield values (< −500), else 'MR' (for files without a tag).
+
+    Every CT in the development data has ≥ 3 % such voxels (extremity crops ≥ 10 %), every MR none or
+    a few processing artefacts (< 0.1 %).
+    """
+    return "CT" if np.count_nonzero(array < -500) >= air_fraction * array.size else "MR"
 
 
 def read_volume(path: str | Path, series_uid: str | None = None, name: str | None = None) -> Volume:

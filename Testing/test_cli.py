@@ -19,7 +19,7 @@ def lesiondetect(*args, env_models=None, timeout=300):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if env_models is not None:
         env["LESIONDETECT_MODELS"] = str(env_models)
-    return subprocess.run([sys.executable, "-m", "LesionDetectLib", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "LesionDetectLib", *map(str, args)], capture_output=True, encoding="utf-8",
                           text=True, env=env, timeout=timeout)
 
 
@@ -28,7 +28,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     bundle = write_threshold_bundle(root / "bundle")
     image = root / "case.nii.gz"
-    sitk.WriteImage(make_volume(lesion_value=100.0).to_sitk(), str(image))
+    sitk.WriteImage(make_volume(background=-1000.0, lesion_value=100.0).to_sitk(), str(image))
     return root, bundle, image
 
 

@@ -24,7 +24,7 @@ SPEC = {
     "input_channels": ["FLAIR"],
     "network": {"name": "IntensityThreshold", "kwargs": KWARGS},
     "spacing": [1.0, 1.0, 1.0],
-    "intensity": {"kind": "mr", "percentiles": [0.5, 99.5]},
+    "intensity": {"kind": "mr", "percentiles": [0.0, 100.0]},  # no clip: the rule needs the bright tail
     "patch_size": [64, 64, 64],
     "overlap": 0.0,
     "batch_size": 4,

@@ -36,6 +36,8 @@ def report_error(message: str, exit_code: int, progress_mode: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(errors="backslashreplace")  # never crash on a terminal that cannot show "mm³"
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _cancel)
     progress_mode = getattr(args, "progress", "none")

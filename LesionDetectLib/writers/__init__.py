@@ -1,0 +1,85 @@
+"""Output files of one case, written all-or-nothing.
+
+For stem ``CT`` in ``out_dir``: ``CT.seg.nrrd`` (Slicer segmentation), ``CT.mrk.json`` (Slicer point list),
+``CT.lesions.csv`` and ``CT.lesions.json`` (lesion table), and optionally ``CT.probability.nrrd`` and
+``CT.surfaces/lesion_001.vtp|stl``. Every output is first written under a temporary name and all are moved
+into place together (`atomic.staged_outputs`); an optional output not requested this time is removed, so the
+folder never mixes files of two runs. Each ``write_*`` function on its own also writes atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import OutputError
+from .atomic import Staging, atomic_output, check_writable, staged_outputs
+from .markups import write_points
+from .probability import write_probability
+from .segmentation import write_segmentation
+from .surfaces import SURFACE_FORMATS, write_surfaces
+from .table import write_table_csv, write_table_json
+
+if TYPE_CHECKING:
+    from ..result import DetectionResult
+
+__all__ = [
+    "SURFACE_FORMATS", "atomic_output", "check_writable", "output_paths", "staged_outputs", "write_all",
+    "write_points", "write_probability", "write_segmentation", "write_surfaces", "write_table_csv",
+    "write_table_json",
+]
+
+
+def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
+    """Where each output of ``stem`` goes (keys as returned by `write_all`)."""
+    out_dir = Path(out_dir)
+    return {
+        "segmentation": out_dir / f"{stem}.seg.nrrd",
+        "points": out_dir / f"{stem}.mrk.json",
+        "table_csv": out_dir / f"{stem}.lesions.csv",
+        "table_json": out_dir / f"{stem}.lesions.json",
+        "probability": out_dir / f"{stem}.probability.nrrd",
+        "surfaces": out_dir / f"{stem}.surfaces",
+    }
+
+
+def _staged(staging: Staging, final: Path, write: Callable[[Path], object], folder: bool = False) -> None:
+    """Run ``write`` on a staged temporary for ``final``; errors name ``final``, not the temporary."""
+    temporary = staging.directory(final) if folder else staging.file(final)
+    try:
+        write(temporary)
+    except OutputError as error:
+        raise OutputError(str(error).replace(str(temporary), str(final))) from error
+
+
+def write_all(
+    result: DetectionResult,
+    out_dir: str | Path,
+    stem: str,
+    save_probability: bool = False,
+    surface_format: str | None = None,
+) -> dict[str, Path]:
+    """Write every output of one case into ``out_dir``; returns the written paths by kind."""
+    if not stem or Path(stem).name != stem or stem in (".", ".."):
+        raise ValueError(f"output stem must be a plain file name, not {stem!r}")
+    if surface_format is not None and surface_format not in SURFACE_FORMATS:
+        raise ValueError(f"surface format must be one of {', '.join(SURFACE_FORMATS)}, not {surface_format!r}")
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    paths = output_paths(out_dir, stem)
+    with staged_outputs(out_dir) as staging:
+        _staged(staging, paths["segmentation"], lambda path: write_segmentation(path, result))
+        _staged(staging, paths["points"], lambda path: write_points(path, result))
+        _staged(staging, paths["table_csv"], lambda path: write_table_csv(path, result.lesions))
+        _staged(staging, paths["table_json"], lambda path: write_table_json(path, result))
+        if save_probability:
+            _staged(staging, paths["probability"], lambda path: write_probability(path, result))
+        else:
+            staging.remove(paths["probability"])
+        if surface_format is not None:
+            _staged(staging, paths["surfaces"], lambda path: write_surfaces(path, result, surface_format), True)
+        else:
+            staging.remove(paths["surfaces"])
+    skipped = {"probability": not save_probability, "surfaces": surface_format is None}
+    return {kind: path for kind, path in paths.items() if not skipped.get(kind, False)}

@@ -1,0 +1,109 @@
+"""The lesion table: ``.lesions.csv`` (columns `TABLE_COLUMNS`) and ``.lesions.json`` (the same rows plus context).
+
+Both are byte-deterministic: floats are written as ``repr`` of the values `Lesion.as_row` rounded, JSON keys are
+sorted. Missing values (and non-finite ones) are an empty CSV cell and ``null`` in JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..lesions import TABLE_COLUMNS, Lesion
+from .atomic import atomic_output
+
+if TYPE_CHECKING:
+    from ..result import DetectionResult
+
+TABLE_FORMAT = "lesiondetect.lesions"
+TABLE_VERSION = 1
+
+
+def _plain(value: Any) -> Any:
+    """Plain JSON-able Python values (numpy scalars and arrays, tuples, paths); non-finite floats → None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_plain(item) for item in value), key=str)
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    value = _plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def lesion_rows(lesions: Iterable[Lesion]) -> list[dict[str, Any]]:
+    """`Lesion.as_row` for each lesion (by id), as plain Python values in `TABLE_COLUMNS` order."""
+    return [
+        {column: _plain(row[column]) for column in TABLE_COLUMNS}
+        for row in (lesion.as_row() for lesion in sorted(lesions, key=lambda lesion: lesion.id))
+    ]
+
+
+def table_csv_text(lesions: Iterable[Lesion]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TABLE_COLUMNS)
+    for row in lesion_rows(lesions):
+        writer.writerow([_cell(row[column]) for column in TABLE_COLUMNS])
+    return buffer.getvalue()
+
+
+def write_table_csv(path: str | Path, lesions: Iterable[Lesion]) -> Path:
+    """One row per lesion, header `TABLE_COLUMNS`."""
+    path = Path(path)
+    text = table_csv_text(lesions)
+    with atomic_output(path) as temporary:
+        temporary.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+def table_document(result: DetectionResult) -> dict[str, Any]:
+    volume = result.volume
+    return _plain({
+        "format": TABLE_FORMAT,
+        "version": TABLE_VERSION,
+        "input": {
+            "name": volume.name,
+            "shape_ijk": list(volume.shape_ijk),
+            "spacing": [float(value) for value in volume.spacing],
+            "origin_lps": [float(value) for value in volume.origin],
+            "direction_lps": np.asarray(volume.direction, dtype=float).tolist(),  # rows; columns = i, j, k axes
+        },
+        "model": result.model_name,
+        "threshold": float(result.threshold),
+        "settings": result.settings,
+        "warnings": list(result.warnings),
+        "lesions": lesion_rows(result.lesions),
+    })
+
+
+def write_table_json(path: str | Path, result: DetectionResult) -> Path:
+    """The lesion rows with the input geometry, model, threshold, settings and warnings (sorted keys)."""
+    path = Path(path)
+    text = json.dumps(table_document(result), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+    with atomic_output(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return path
