@@ -206,6 +206,7 @@ class ModelEntry:
     version: str
     modality: str
     description: str
+    threshold: float
     path: Path
     source: str
 
@@ -226,7 +227,9 @@ def list_models() -> list[ModelEntry]:
                 spec = read_spec(candidate)
             except ModelBundleError:
                 continue
-            found[spec.name] = ModelEntry(spec.name, spec.version, spec.modality, spec.description, candidate, source)
+            found[spec.name] = ModelEntry(
+                spec.name, spec.version, spec.modality, spec.description, spec.threshold, candidate, source
+            )
     return sorted(found.values(), key=lambda entry: entry.name)
 
 
