@@ -1,0 +1,197 @@
+"""`lesiondetect train DATASET -o MODEL_DIR`: train a lesion detector on annotated scans into a model bundle.
+
+DATASET is a Medical Segmentation Decathlon dataset.json / MONAI datalist (or a folder holding one), or an
+nnU-Net-style folder with imagesTr/ and labelsTr/. Every file is checked before training starts. The
+recipe starts from the preset (--recipe cpu|gpu; gpu when CUDA is available) and each option below
+overrides one of its values. Under torchrun the same command trains with DistributedDataParallel:
+
+  torchrun --nproc_per_node=4 -m LesionDetectLib train DATASET -o MODEL_DIR
+  torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d \\
+           --rdzv_endpoint=HOST:29500 -m LesionDetectLib train DATASET -o MODEL_DIR   (one per machine)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..progress import MODES
+from ..training.recipe import CACHE_MODES, LESION_RULES, LOSSES, PRESETS, SELECT_METRICS
+from .common import non_negative, positive_int, probability
+
+
+def _triple(kind):
+    def parse(text: str):
+        values = [kind(v) for v in text.replace("x", ",").split(",") if v.strip()]
+        if len(values) == 1:
+            values *= 3
+        if len(values) != 3 or min(values) <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: give one or three positive numbers, e.g. 1.5 or 1,1,2")
+        return tuple(values)
+
+    return parse
+
+
+def _intensity(text: str) -> dict:
+    """``ct``, ``ct:LOW,HIGH`` (HU window), ``mr`` or ``mr:LOW,HIGH`` (foreground percentiles)."""
+    kind, _, values = text.partition(":")
+    kind = kind.strip().lower()
+    if kind not in ("ct", "mr"):
+        raise argparse.ArgumentTypeError(f"{text!r}: use ct:LOW,HIGH (HU window) or mr:LOW,HIGH (percentiles)")
+    key = "window" if kind == "ct" else "percentiles"
+    if not values:
+        return {"kind": kind}
+    try:
+        low, high = (float(v) for v in values.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: two numbers after the colon, e.g. ct:-200,300") from None
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"{text!r}: the low value must be below the high one")
+    return {"kind": kind, key: [low, high]}
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"channels\": [8, 16, 32, 64]}'")
+    return value
+
+
+def preset_table() -> str:
+    """The presets' values, one recipe field a line (``cpu / gpu`` where they differ)."""
+    cpu, gpu = (PRESETS[name]().to_dict() for name in ("cpu", "gpu"))
+    lines = ["recipe presets (cpu / gpu where they differ; None: decided from the dataset):"]
+    for key, value in cpu.items():
+        shown = json.dumps(value) if value == gpu[key] else f"{json.dumps(value)} / {json.dumps(gpu[key])}"
+        lines.append(f"  {key.replace('_', '-')}: {shown}")
+    return "\n".join(lines)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a lesion detector on annotated scans", description=__doc__, epilog=preset_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dataset", metavar="DATASET", help="dataset.json / datalist, or a folder")
+    parser.add_argument("-o", "--output", dest="model_dir", required=True, metavar="MODEL_DIR",
+                        help="folder for the bundle, log, curves and checkpoints")
+    parser.add_argument("--recipe", choices=sorted(PRESETS), help="preset to start from (default: gpu if CUDA, else cpu)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its last checkpoint")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--progress", choices=MODES, default="bar", help="bar, jsonl or none (default: bar)")
+
+    split = parser.add_argument_group("validation split (case level, stratified by the 'source' tag)")
+    split.add_argument("--folds", type=positive_int, help="K-fold cross-validation over all cases")
+    split.add_argument("--fold", type=int, help="which fold validates (0…K-1; default 0)")
+    split.add_argument("--val-fraction", type=_fraction,
+                       help="fraction of cases that validate; 0 trains on all (default: the dataset's "
+                            "validation list, else 0.2)")
+    split.add_argument("--allow-empty-labels", action="store_true", help="accept lesion-free cases (empty labels)")
+
+    model = parser.add_argument_group("the model")
+    model.add_argument("--name", help="model name (default: the dataset's name)")
+    model.add_argument("--description", help="one line for model listings")
+    model.add_argument("--modality", choices=("CT", "MR"), help="default: from dataset.json, else guessed")
+    model.add_argument("--intensity", type=_intensity,
+                       help="ct:LOW,HIGH HU window (default ct:-200,300) or mr:LOW,HIGH percentiles (default mr:0.5,99.5)")
+    model.add_argument("--spacing", type=_triple(float), help="model grid spacing in mm (one or three values)")
+    model.add_argument("--patch-size", type=_triple(int), help="patch size in voxels (one or three values)")
+    model.add_argument("--network", help="MONAI network name (UNet, BasicUNet, SegResNet, DynUNet, …)")
+    model.add_argument("--network-kwargs", type=_json_object,
+                       help="JSON kwargs merged into the preset's (or replacing them with another --network)")
+    model.add_argument("--threshold", type=probability, help="the bundle's default probability threshold")
+    model.add_argument("--min-lesion-mm3", type=non_negative, help="the bundle's minimum lesion volume")
+    model.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    model.add_argument("--sw-batch-size", type=positive_int, help="sliding-window batch (validation and the bundle)")
+
+    optimise = parser.add_argument_group("optimisation")
+    optimise.add_argument("--loss", choices=LOSSES)
+    optimise.add_argument("--lr", type=float, help="AdamW peak learning rate")
+    optimise.add_argument("--weight-decay", type=float)
+    optimise.add_argument("--warmup-epochs", type=int)
+    optimise.add_argument("--epochs", type=positive_int)
+    optimise.add_argument("--iterations-per-epoch", type=positive_int)
+    optimise.add_argument("--batch-size", type=positive_int, help="cases per step (each gives --samples-per-case patches)")
+    optimise.add_argument("--samples-per-case", type=positive_int)
+    optimise.add_argument("--positive-fraction", type=_fraction, help="share of patches centred on a lesion")
+    optimise.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA")
+    optimise.add_argument("--seed", type=int)
+
+    augment = parser.add_argument_group("augmentation")
+    augment.add_argument("--flip", action=argparse.BooleanOptionalAction)
+    augment.add_argument("--affine", action=argparse.BooleanOptionalAction, help="small rotations and scaling")
+    augment.add_argument("--rotate-degrees", type=float)
+    augment.add_argument("--scale-range", type=float)
+    augment.add_argument("--intensity-augment", action=argparse.BooleanOptionalAction)
+    augment.add_argument("--copy-paste", type=_fraction, metavar="P",
+                         help="probability of pasting annotated lesions into a sample (TumorCP; 0 = off)")
+
+    checks = parser.add_argument_group("validation and running")
+    checks.add_argument("--val-interval", type=positive_int, help="validate every N epochs")
+    checks.add_argument("--lesion-rule", choices=LESION_RULES,
+                        help="lesion matching rule for cases without a known lesion_type tag")
+    checks.add_argument("--select-metric", choices=SELECT_METRICS, help="metric choosing the best checkpoint")
+    checks.add_argument("--num-workers", type=int, help="data loader worker processes")
+    checks.add_argument("--cache", choices=CACHE_MODES, help="where prepared cases are kept")
+    parser.set_defaults(run=run)
+
+
+RECIPE_OPTIONS = (
+    "name", "description", "modality", "intensity", "spacing", "patch_size", "threshold", "min_lesion_mm3",
+    "overlap", "sw_batch_size", "loss", "lr", "weight_decay", "warmup_epochs", "epochs", "iterations_per_epoch", "batch_size",
+    "samples_per_case", "positive_fraction", "amp", "seed", "flip", "affine", "rotate_degrees", "scale_range",
+    "intensity_augment", "copy_paste", "val_interval", "lesion_rule", "select_metric", "num_workers", "cache",
+)
+
+
+def recipe_changes(args: argparse.Namespace):
+    """The options given on the command line, as recipe changes (a `Recipe` for a new run)."""
+    from ..training.recipe import default_preset, preset
+
+    changes = {key: getattr(args, key) for key in RECIPE_OPTIONS if getattr(args, key, None) is not None}
+    if changes.get("intensity") and set(changes["intensity"]) == {"kind"}:
+        kind = changes.pop("intensity")["kind"]
+        changes.setdefault("modality", "CT" if kind == "ct" else "MR")
+    if args.network is not None or args.network_kwargs is not None:
+        base = preset(args.recipe or default_preset())
+        same = args.network in (None, base.network)
+        changes["network"] = args.network or base.network
+        changes["network_kwargs"] = {**(base.network_kwargs if same else {}), **(args.network_kwargs or {})}
+    if args.resume:
+        return changes or None
+    return preset(args.recipe or default_preset()).updated(**changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training import train
+
+    result = train(
+        args.dataset, args.model_dir, recipe_changes(args), folds=args.folds, fold=args.fold,
+        val_fraction=args.val_fraction, resume=args.resume, device=args.device,
+        allow_empty_labels=args.allow_empty_labels, progress=args.progress,
+    )
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    validation = result.metrics.get("validation", {})
+    summary = f"model bundle written to {result.bundle} after {result.epochs} epochs"
+    if validation:
+        summary += (f"; best epoch {validation['epoch']}: Dice {validation['dice']:.3f}, "
+                    f"lesion sensitivity {validation['sensitivity']:.3f}, F1 {validation['f1']:.3f}")
+    if args.progress == "jsonl":
+        print(json.dumps({"stage": "done", "fraction": 1.0, "message": summary}), flush=True)
+    else:
+        print(summary)
+        print(f"import it with: lesiondetect models import {result.bundle}")
+    return 0

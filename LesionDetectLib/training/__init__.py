@@ -1,0 +1,19 @@
+"""Training LesionDetect models on annotated scans (`lesiondetect train`).
+
+Imports torch and MONAI only inside the functions that run training, so this package is cheap to import.
+
+>>> from LesionDetectLib.training import train, preset
+>>> result = train("Task01/dataset.json", "models/my-lesions", preset("cpu"))
+>>> result.bundle  # a model bundle: `lesiondetect models import models/my-lesions`
+"""
+
+from __future__ import annotations
+
+from .dataset import Case, LabelledDataset, Split, load_dataset, split_cases, validate_dataset
+from .recipe import PRESETS, Recipe, default_preset, preset
+from .train import TrainingResult, train
+
+__all__ = [
+    "PRESETS", "Case", "LabelledDataset", "Recipe", "Split", "TrainingResult", "default_preset",
+    "load_dataset", "preset", "split_cases", "train", "validate_dataset",
+]

@@ -1,0 +1,101 @@
+"""Case-level k-fold cross-validation of a training recipe, with the default threshold chosen on the folds.
+
+For each fold: ``lesiondetect train DATALIST --folds K --fold F`` (plus the recipe flags given after ``--``),
+then ``lesiondetect detect`` on that fold's validation cases (never seen in its training) with
+``--save-probability``. Every case is validated exactly once. The saved probability maps are then
+re-thresholded at each threshold of a grid and evaluated with ``lesiondetect evaluate`` under each lesion
+type's rule; the threshold maximising the mean F1 over the lesion types is the one to ship. Everything is
+written under OUT (fold bundles, predictions, ``evaluation/t<threshold>/<type>/summary.json`` and
+``cv_summary.json``).
+
+    python tools/crossvalidate.py DATALIST OUT --folds 5 --rules glioma=glioma "multiple sclerosis=ms" -- \\
+        --recipe cpu --spacing 2 --epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def lesiondetect(*args: str) -> None:
+    """Run one `lesiondetect` command, failing loudly."""
+    command = [sys.executable, "-m", "LesionDetectLib", *args]
+    print("$ lesiondetect " + " ".join(args), flush=True)
+    subprocess.run(command, check=True)
+
+
+def datalist_items(datalist: Path) -> dict[str, dict]:
+    data = json.loads(datalist.read_text())
+    return {item["case"]: item for item in data["training"] + data.get("validation", [])}
+
+
+def run_fold(datalist: Path, out: Path, folds: int, fold: int, recipe_args: list[str]) -> None:
+    model_dir = out / f"fold{fold}"
+    if not (model_dir / "model.json").exists():
+        resume = ["--resume"] if (model_dir / "checkpoints").exists() else []
+        lesiondetect("train", str(datalist), "-o", str(model_dir), "--folds", str(folds), "--fold", str(fold),
+                     "--progress", "none", *resume, *recipe_args)
+    items = datalist_items(datalist)
+    for case in json.loads((model_dir / "split.json").read_text())["validation"]:
+        target = out / "probabilities" / case
+        if not (target / f"{Path(items[case]['image']).name.split('.')[0]}.probability.nrrd").exists():
+            image = datalist.parent / items[case]["image"]
+            lesiondetect("detect", str(image), "-o", str(target), "--model", str(model_dir), "--save-probability",
+                         "--progress", "none", "--quiet")
+
+
+def rethreshold(out: Path, threshold: float) -> Path:
+    """Predictions at ``threshold`` from the saved probability maps (same post-processing as `detect`)."""
+    import SimpleITK as sitk
+
+    from LesionDetectLib.lesions import from_probability
+    from LesionDetectLib.result import DetectionResult
+    from LesionDetectLib.volume import Volume
+
+    target = out / "predictions" / f"t{threshold:.2f}"
+    for case_dir in sorted((out / "probabilities").iterdir()):
+        for probability_path in case_dir.glob("*.probability.nrrd"):
+            stem = probability_path.name[: -len(".probability.nrrd")]
+            probability = Volume.from_sitk(sitk.ReadImage(str(probability_path)))
+            spec = json.loads((case_dir / f"{stem}.lesions.json").read_text())["settings"]
+            lesions, label_map = from_probability(probability.array, probability, threshold,
+                                                  spec["min_volume_mm3"], measure_surfaces=False)
+            result = DetectionResult(probability, lesions, label_map, probability.array, threshold, spec["model"])
+            result.write(target / case_dir.name, stem)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datalist", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--rules", nargs="+", required=True, metavar="LESION_TYPE=RULE")
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, recipe_args = parser.parse_args(argv[:split]), argv[split + 1 :]
+    rules = dict(item.split("=", 1) for item in args.rules)
+    for fold in range(args.folds):
+        run_fold(args.datalist, args.out, args.folds, fold, recipe_args)
+    summary: dict[str, dict] = {}
+    for threshold in THRESHOLDS:
+        predictions = rethreshold(args.out, threshold)
+        scores = {}
+        for lesion_type, rule in rules.items():
+            report = args.out / "evaluation" / f"t{threshold:.2f}" / rule
+            lesiondetect("evaluate", "--pred", str(predictions), "--ref", str(args.datalist), "--rule", rule,
+                         "--filter", f"lesion_type={lesion_type}", "-o", str(report), "--threshold", "0")
+            scores[lesion_type] = json.loads((report / "summary.json").read_text())
+        summary[f"{threshold:.2f}"] = scores
+    (args.out / "cv_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    print(json.dumps({t: {k: v["metrics"] for k, v in s.items()} for t, s in summary.items()}, indent=1)[:4000])
+
+
+if __name__ == "__main__":
+    main()
