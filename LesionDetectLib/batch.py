@@ -11,8 +11,9 @@ from .detect import detect
 from .errors import CancelledError, LesionDetectError
 from .io import read_volume, volume_stem
 from .progress import ProgressCallback
+from .resources import estimate_output_bytes
 from .result import DetectionResult
-from .writers.atomic import check_writable
+from .writers.atomic import check_free_space, check_writable
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCac
     """Read, detect and write one case."""
     progress("read", 0.0, f"reading {path}")
     volume = read_volume(path, series_uid=options.series_uid)
+    check_free_space(out_dir, estimate_output_bytes(volume.array.size, options.save_probability))
     progress("load_model", 0.05, "loading model")
     model = models.for_volume(volume.modality)
     result = detect(

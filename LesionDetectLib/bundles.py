@@ -1,7 +1,10 @@
 """Model bundles: a folder or ``.zip`` holding ``model.json`` (self-description) and ``weights.pt``.
 
 Light to import (no torch) so that listing models works in Slicer's main process. Weights are read only
-after their sha256 matches ``model.json``, and only with ``torch.load(weights_only=True)``.
+after their sha256 matches ``model.json``, and only with ``torch.load(weights_only=True)``. A bundle is data,
+never code: the network is a name from an allow-list with JSON keyword arguments, nothing is downloaded
+(``pretrained`` is refused), files are read only when they are regular files inside the bundle and within a
+size limit (also inside a ``.zip``, before decompressing), and the bundle's name is a plain folder name.
 """
 
 from __future__ import annotations
@@ -9,14 +12,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
+import re
 import shutil
+import stat
 import zipfile
+import zlib
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelBundleError
+from .errors import LesionDetectError, ModelBundleError
 
 FORMAT_VERSION = 1
 SPEC_FILE, WEIGHTS_FILE = "model.json", "weights.pt"
@@ -24,6 +32,9 @@ MODALITIES = ("CT", "MR")
 INTENSITY_KINDS = ("ct", "mr")
 PACKAGE_MODELS = Path(__file__).parent / "models"
 MODELS_ENV = "LESIONDETECT_MODELS"
+MAX_SPEC_BYTES, MAX_WEIGHTS_BYTES = 2**20, 2**31  # 1 MiB of JSON, 2 GiB of weights
+MAX_PATCH = 1024  # voxels per patch side (a patch is held many times over in memory)
+SAFE_NAME = re.compile(r"(?!\.)[\w .+-]{1,128}(?<![. ])")  # one plain folder name: no '/', '\\', '..', control characters
 
 
 @dataclass(frozen=True)
@@ -72,15 +83,22 @@ class ModelSpec:
 def _value_problems(data: dict[str, Any]) -> list[str]:
     checks = [
         (data["format_version"] == FORMAT_VERSION, f"format_version must be {FORMAT_VERSION}"),
-        (isinstance(data["name"], str) and data["name"].strip() != "" and "/" not in data["name"], "bad name"),
+        (isinstance(data["name"], str) and SAFE_NAME.fullmatch(data["name"]) is not None,
+         "name must be a plain folder name (letters, digits, space, '.', '_', '+', '-'; not starting with '.')"),
         (data["modality"] in MODALITIES, f"modality must be one of {MODALITIES}"),
         (_is_list(data["input_channels"], str) and len(data["input_channels"]) >= 1, "input_channels: list of names"),
         (isinstance(data["network"], dict) and isinstance(data["network"].get("name"), str)
          and isinstance(data["network"].get("kwargs", {}), dict), "network must be {name, kwargs}"),
+        (not isinstance(data["network"], dict) or not isinstance(data["network"].get("kwargs", {}), dict)
+         or data["network"].get("kwargs", {}).get("pretrained", False) is False,
+         "network.kwargs.pretrained must be false: a bundle carries its own weights and nothing is downloaded"),
         (_is_list(data["spacing"], (int, float), 3) and min(data["spacing"], default=0) > 0, "spacing: 3 positive mm"),
         (isinstance(data["intensity"], dict) and data["intensity"].get("kind") in INTENSITY_KINDS,
          f"intensity.kind must be one of {INTENSITY_KINDS}"),
-        (_is_list(data["patch_size"], int, 3) and min(data["patch_size"], default=0) > 0, "patch_size: 3 integers"),
+        (_intensity_ok(data["intensity"]),
+         "intensity: window [low, high] (ct) or percentiles [low, high] within 0–100 (mr), low < high"),
+        (_is_list(data["patch_size"], int, 3) and min(data["patch_size"], default=0) > 0
+         and max(data["patch_size"]) <= MAX_PATCH, f"patch_size: 3 integers from 1 to {MAX_PATCH}"),
         (isinstance(data["overlap"], (int, float)) and 0 <= data["overlap"] < 1, "overlap must be in [0, 1)"),
         (isinstance(data["batch_size"], int) and data["batch_size"] >= 1, "batch_size must be ≥ 1"),
         (isinstance(data["threshold"], (int, float)) and 0 < data["threshold"] < 1, "threshold must be in (0, 1)"),
@@ -90,6 +108,17 @@ def _value_problems(data: dict[str, Any]) -> list[str]:
          f"weights must be {{file: {WEIGHTS_FILE}, sha256: 64 hex digits}}"),
     ]
     return [message for ok, message in checks if not ok]
+
+
+def _intensity_ok(intensity: Any) -> bool:
+    """The normalisation's numbers: a CT window, or MR percentiles (optional, default 0.5 and 99.5)."""
+    if not isinstance(intensity, dict):
+        return True  # reported by the kind check
+    if intensity.get("kind") == "ct":
+        pair, low_bound, high_bound = intensity.get("window"), -math.inf, math.inf
+    else:
+        pair, low_bound, high_bound = intensity.get("percentiles", [0.5, 99.5]), 0.0, 100.0
+    return _is_list(pair, (int, float), 2) and low_bound <= pair[0] < pair[1] <= high_bound
 
 
 def _is_list(value: Any, kind, length: int | None = None) -> bool:
@@ -119,12 +148,22 @@ class Model:
 
         from .networks import build_network
 
-        network = build_network(self.spec.network["name"], dict(self.spec.network.get("kwargs", {})))
+        name = self.spec.network["name"]
+        try:
+            network = build_network(name, dict(self.spec.network.get("kwargs", {})))
+        except LesionDetectError:  # ModelBundleError, or a cancellation (SIGTERM) that arrived meanwhile
+            raise
+        except Exception as error:  # MONAI raises assorted errors for arguments that make no network
+            message = (str(error).splitlines() or [""])[0][:300]
+            raise ModelBundleError(f"{self.location}: network {name} cannot be built from its arguments: "
+                                   f"{type(error).__name__}: {message}") from None
         try:
             state = torch.load(io.BytesIO(self.weights_bytes), map_location="cpu", weights_only=True)
             network.load_state_dict(state, strict=True)
+        except LesionDetectError:
+            raise
         except (RuntimeError, KeyError, ValueError, TypeError, EOFError) as error:
-            message = str(error).splitlines()[0][:300]
+            message = (str(error).splitlines() or [type(error).__name__])[0][:300]
             raise ModelBundleError(f"{self.location}: weights do not fit network {self.spec.network['name']}: {message}") from None
         except Exception as error:  # torch's unpickler raises assorted errors for hostile or corrupt files
             raise ModelBundleError(f"{self.location}: weights.pt is not a plain tensor file ({type(error).__name__})") from None
@@ -136,28 +175,61 @@ def sha256_of(data: bytes) -> str:
 
 
 def _read_bundle_files(path: Path) -> tuple[bytes, bytes]:
-    """(model.json bytes, weights.pt bytes) from a folder or a zip, refusing unsafe zip entries."""
+    """(model.json bytes, weights.pt bytes) from a folder or a zip, refusing unsafe files and zip entries."""
     if path.is_dir():
+        return _read_member(path, SPEC_FILE, MAX_SPEC_BYTES), _read_member(path, WEIGHTS_FILE, MAX_WEIGHTS_BYTES)
+    if path.is_file() and zipfile.is_zipfile(path):
         try:
-            return (path / SPEC_FILE).read_bytes(), (path / WEIGHTS_FILE).read_bytes()
-        except OSError as error:
-            raise ModelBundleError(f"{path}: not a model bundle ({error.strerror}: {Path(error.filename).name})") from None
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            unsafe = [n for n in names if n.startswith("/") or ".." in Path(n).parts or "\\" in n]
-            if unsafe:
-                raise ModelBundleError(f"{path}: unsafe paths in zip: {unsafe}")
-            prefix = _zip_prefix(names, path)
-            try:
-                return archive.read(prefix + SPEC_FILE), archive.read(prefix + WEIGHTS_FILE)
-            except KeyError as error:
-                raise ModelBundleError(f"{path}: zip lacks {error}") from None
+            with zipfile.ZipFile(path) as archive:
+                prefix = _zip_prefix(archive, path)
+                return (_read_zip_member(archive, prefix + SPEC_FILE, MAX_SPEC_BYTES, path),
+                        _read_zip_member(archive, prefix + WEIGHTS_FILE, MAX_WEIGHTS_BYTES, path))
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as error:
+            raise ModelBundleError(f"{path}: corrupt or unsupported zip ({error})") from None
     raise ModelBundleError(f"{path}: not a model bundle (a folder or .zip with {SPEC_FILE} and {WEIGHTS_FILE})")
 
 
-def _zip_prefix(names: list[str], path: Path) -> str:
-    """'' when model.json is at the zip's root, 'folder/' when the zip holds one bundle folder."""
+def _read_member(folder: Path, name: str, limit: int) -> bytes:
+    """A regular file of the bundle folder, not a link leading out of it, at most ``limit`` bytes."""
+    member = folder / name
+    try:
+        if not member.resolve().is_relative_to(folder.resolve()):
+            raise ModelBundleError(f"{member}: a link to {member.resolve()}, outside the bundle; copy the file instead")
+        info = member.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            raise ModelBundleError(f"{member}: not a regular file")
+        if info.st_size > limit:
+            raise ModelBundleError(f"{member}: {info.st_size} bytes, more than the {limit} bytes allowed")
+        with member.open("rb") as stream:
+            return stream.read(limit + 1)[:limit]
+    except OSError as error:
+        raise ModelBundleError(f"{folder}: not a model bundle ({error.strerror}: {name})") from None
+
+
+def _read_zip_member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
+    """A zip member, refused by its declared size before any byte is decompressed, and read with a bound."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise ModelBundleError(f"{path}: zip lacks {name!r}") from None
+    if info.file_size > limit:
+        raise ModelBundleError(f"{path}: {name} would decompress to {info.file_size} bytes, more than {limit} allowed")
+    with archive.open(info) as stream:
+        return stream.read(limit + 1)[:limit]
+
+
+def _zip_prefix(archive: zipfile.ZipFile, path: Path) -> str:
+    """'' when model.json is at the zip's root, 'folder/' when the zip holds one bundle folder.
+
+    Refuses absolute, drive-letter, backslash and '..' entries and duplicate names (which tools resolve differently).
+    """
+    names = archive.namelist()
+    unsafe = [n for n in names if n.startswith("/") or ".." in Path(n).parts or "\\" in n or n[1:2] == ":"]
+    if unsafe:
+        raise ModelBundleError(f"{path}: unsafe paths in zip: {unsafe[:5]}")
+    duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise ModelBundleError(f"{path}: zip holds duplicate entries: {duplicates[:5]}")
     specs = [n for n in names if Path(n).name == SPEC_FILE]
     if len(specs) != 1 or len(Path(specs[0]).parts) > 2:
         raise ModelBundleError(f"{path}: zip must hold exactly one {SPEC_FILE} at its root or in one folder")
@@ -166,15 +238,15 @@ def _zip_prefix(names: list[str], path: Path) -> str:
 
 def read_spec(path: Path) -> ModelSpec:
     """Only the validated spec of a bundle (no weights read beyond the file): light, for listings."""
-    spec_bytes = (path / SPEC_FILE).read_bytes() if path.is_dir() else _read_bundle_files(path)[0]
+    spec_bytes = _read_member(path, SPEC_FILE, MAX_SPEC_BYTES) if path.is_dir() else _read_bundle_files(path)[0]
     return _parse_spec(spec_bytes, path)
 
 
 def _parse_spec(spec_bytes: bytes, path: Path) -> ModelSpec:
     try:
         data = json.loads(spec_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelBundleError(f"{path}: {SPEC_FILE} is not valid JSON ({error})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ModelBundleError(f"{path}: {SPEC_FILE} is not valid JSON ({str(error)[:200]})") from None
     return ModelSpec.from_dict(data, source=str(path / SPEC_FILE) if path.is_dir() else f"{path}:{SPEC_FILE}")
 
 

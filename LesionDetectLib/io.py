@@ -1,20 +1,33 @@
-"""Reading volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) with SimpleITK, and input validation."""
+"""Reading volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) with SimpleITK, and input validation.
+
+Before any voxel is read the header must describe an image that fits in memory, and NIfTI and compressed
+MetaImage data must be complete (ITK fills missing data with zeros or stale memory without a word). A DICOM
+series must have evenly spaced slices (ITK only warns about a missing slice and returns a wrong grid). The
+native readers' own messages on stderr are silenced: the `InputImageError` carries the reason in one line.
+"""
 
 from __future__ import annotations
 
 import gzip
 import os
+import re
 import struct
+import sys
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputImageError
+from .resources import check_read_memory
 from .volume import Volume
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.nrrd")
 MIN_SPACING_MM, MAX_SPACING_MM = 1e-3, 100.0
+MAX_EXTENT_MM = 3000.0  # a whole body is < 2.1 m long: a volume spanning more has an implausible spacing
 
 
 def volume_stem(path: str | Path) -> str:
@@ -31,7 +44,8 @@ def dicom_series(folder: Path) -> dict[str, list[str]]:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader
-    return {uid: list(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in reader.GetGDCMSeriesIDs(str(folder))}
+    with _native_output_silenced():
+        return {uid: list(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in reader.GetGDCMSeriesIDs(str(folder))}
 
 
 def _read_dicom_folder(folder: Path, series_uid: str | None):
@@ -47,13 +61,46 @@ def _read_dicom_folder(folder: Path, series_uid: str | None):
         series_uid = next(iter(series))
     if series_uid not in series:
         raise InputImageError(f"{folder}: no DICOM series with UID {series_uid}")
+    files = series[series_uid]
+    first = sitk.ImageFileReader()
+    first.SetFileName(files[0])
+    first.ReadImageInformation()
+    _check_fits_in_memory(first, folder, slices=len(files))
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(series[series_uid])
-    return reader.Execute()
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    image = reader.Execute()
+    _check_slice_positions(reader, image, len(files), folder)
+    return image
+
+
+def _check_slice_positions(reader, image, count: int, folder: Path) -> None:
+    """Refuse a series with a missing, duplicate or displaced slice: ITK would spread the slices evenly."""
+    key = "0020|0032"  # Image Position (Patient)
+    if count < 2:
+        return
+    if not all(reader.HasMetaDataKey(index, key) for index in range(count)):
+        raise InputImageError(f"{folder}: a slice lacks its Image Position (Patient); the slice geometry is unknown")
+    try:
+        positions = np.array([[float(v) for v in reader.GetMetaData(index, key).split("\\")] for index in range(count)])
+    except ValueError:
+        raise InputImageError(f"{folder}: a slice has an unreadable Image Position (Patient)") from None
+    if positions.shape[1] != 3 or not np.all(np.isfinite(positions)):
+        raise InputImageError(f"{folder}: a slice has an unreadable Image Position (Patient)")
+    normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
+    gaps = np.diff(positions @ normal)
+    mean = float(np.mean(gaps))
+    if abs(mean) < 1e-6 or np.max(np.abs(gaps - mean)) > max(0.01 * abs(mean), 1e-3):
+        raise InputImageError(
+            f"{folder}: slices are not evenly spaced (gaps {np.round(np.min(gaps), 3)}–{np.round(np.max(gaps), 3)} mm): "
+            "a slice is missing, duplicated or corrupt"
+        )
 
 
 def _nifti_expected_bytes(header: bytes) -> int | None:
     """vox_offset + data size from a NIfTI-1 or NIfTI-2 header (either byte order), or None if not NIfTI."""
+    if len(header) < 4:
+        return None
     for order in "<>":
         size = struct.unpack(order + "i", header[:4])[0]
         if size == 348 and len(header) >= 348:
@@ -75,7 +122,7 @@ def _check_nifti_complete(path: Path) -> None:
     try:
         with (gzip.open(path, "rb") if compressed else path.open("rb")) as stream:
             expected = _nifti_expected_bytes(stream.read(540))
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         raise InputImageError(f"{path}: not a readable image (corrupt compressed data)") from None
     if expected is None:
         return
@@ -90,20 +137,120 @@ def _check_nifti_complete(path: Path) -> None:
         raise InputImageError(f"{path}: truncated or corrupt NIfTI file (header needs {expected} bytes of data)")
 
 
-def _read_image(path: Path, series_uid: str | None):
+def _check_metaimage_complete(path: Path, expected: int) -> None:
+    """ITK leaves the rest of the buffer as it was (stale memory) when compressed MetaImage data ends early."""
+    header: dict[str, str] = {}
+    with path.open("rb") as stream:
+        for _ in range(64):
+            key, _, value = stream.readline(4096).decode("latin-1").partition("=")
+            header[key.strip()] = value.strip()
+            if key.strip() in ("ElementDataFile", ""):
+                break
+        offset = stream.tell()
+    data_file = header.get("ElementDataFile", "")
+    if header.get("CompressedData", "").lower() != "true" or header.get("HeaderSize", "0") != "0":
+        return
+    if data_file.upper() == "LOCAL":
+        source = path
+    elif data_file and " " not in data_file and not data_file.upper().startswith("LIST"):
+        source, offset = path.parent / data_file, 0
+    else:
+        return
+    try:
+        with source.open("rb") as stream:
+            stream.seek(offset)
+            inflated = _inflated_size(stream, limit=expected)
+    except (OSError, zlib.error):
+        inflated = -1
+    if inflated != expected:
+        raise InputImageError(f"{path}: truncated or corrupt MetaImage file (header needs {expected} bytes of data)")
+
+
+def _inflated_size(stream, limit: int) -> int:
+    """Bytes a zlib/gzip stream inflates to, counted in bounded chunks; stops once past ``limit``."""
+    inflater = zlib.decompressobj(47)  # zlib or gzip header, detected
+    produced = 0
+    while produced <= limit and not inflater.eof:
+        data = inflater.unconsumed_tail or stream.read(2**20)
+        if not data:
+            break
+        produced += len(inflater.decompress(data, 2**24))
+    return produced
+
+
+def _check_fits_in_memory(reader, source: Path, slices: int = 1) -> int:
+    """Refuse, before reading voxels, an image whose header asks for more memory than is available."""
     import SimpleITK as sitk
 
+    voxels = int(np.prod(reader.GetSize(), dtype=object)) * slices
+    component = sitk.Image([1, 1], reader.GetPixelID(), max(1, reader.GetNumberOfComponents())).GetSizeOfPixelComponent()
+    nbytes = voxels * max(1, reader.GetNumberOfComponents()) * component
+    check_read_memory(nbytes, str(source))
+    return nbytes
+
+
+def _itk_reason(error: RuntimeError) -> str:
+    """The informative line of a SimpleITK exception (not its source location, object address or errno noise)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Exception thrown in SimpleITK")
+             and line != "Reason: No such file or directory"]
+    nrrd = [line.partition(": ")[2] for line in lines if line.startswith("[nrrd]") and line.partition(": ")[2]]
+    reason = nrrd[-1] if nrrd else (lines[0] if lines else "unknown reason")
+    reason = re.sub(r"^(ITK ERROR|itk::ERROR|sitk::ERROR):\s*(\w+\(0x[0-9a-fA-F]+\):\s*)?", "", reason)
+    if reason.startswith("Unable to determine ImageIO reader"):
+        reason = "unknown or corrupt image format"
+    return reason[:200]
+
+
+@contextmanager
+def _native_output_silenced() -> Iterator[None]:
+    """ITK, NIfTI, MetaIO and GDCM print diagnostics on the process's own stderr: hide them during a read."""
+    import SimpleITK as sitk
+
+    warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        saved = None
+    try:
+        if saved is not None:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+
+
+def _read_file(path: Path):
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    expected = _check_fits_in_memory(reader, path)
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        _check_nifti_complete(path)
+    elif name.endswith((".mha", ".mhd")):
+        _check_metaimage_complete(path, expected)
+    return reader.Execute()
+
+
+def _read_image(path: Path, series_uid: str | None):
     if not path.exists():
         raise InputImageError(f"{path}: no such file or folder")
     try:
-        if path.is_dir():
-            return _read_dicom_folder(path, series_uid)
-        if path.name.lower().endswith((".nii", ".nii.gz")):
-            _check_nifti_complete(path)
-        return sitk.ReadImage(str(path))
+        with _native_output_silenced():
+            return _read_dicom_folder(path, series_uid) if path.is_dir() else _read_file(path)
     except RuntimeError as error:
-        first_line = next((line for line in str(error).splitlines() if line.strip()), "unknown reason")
-        raise InputImageError(f"{path}: not a readable image ({first_line.strip()[:200]})") from None
+        raise InputImageError(f"{path}: not a readable image ({_itk_reason(error)})") from None
+    except OSError as error:
+        raise InputImageError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
 def _dicom_modality(image) -> str | None:
@@ -128,6 +275,8 @@ def read_volume(path: str | Path, series_uid: str | None = None, name: str | Non
     """Read a 3-D scalar volume, keeping spacing, origin and direction exactly; reject unusable input."""
     path = Path(path)
     image = _read_image(path, series_uid)
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:  # one time point (NIfTI files read so already)
+        image = image[:, :, :, 0]
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputImageError(
             f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; a scalar 3-D image is needed"
@@ -158,7 +307,14 @@ def validate_volume(volume: Volume, source: str = "input") -> None:
     spacing = np.asarray(volume.spacing, dtype=float)
     if not np.all(np.isfinite(spacing)) or spacing.min() < MIN_SPACING_MM or spacing.max() > MAX_SPACING_MM:
         raise InputImageError(
-            f"{source}: absurd voxel spacing {tuple(spacing)} mm (expected {MIN_SPACING_MM}–{MAX_SPACING_MM} mm)"
+            f"{source}: absurd voxel spacing {tuple(float(s) for s in spacing)} mm "
+            f"(expected {MIN_SPACING_MM}–{MAX_SPACING_MM} mm)"
+        )
+    extent = (np.array(volume.shape_ijk) - 1) * spacing
+    if extent.max() > MAX_EXTENT_MM:
+        raise InputImageError(
+            f"{source}: spans {tuple(round(float(e), 1) for e in extent)} mm, more than any body "
+            f"(at most {MAX_EXTENT_MM:.0f} mm): its voxel spacing {tuple(float(s) for s in spacing)} mm is implausible"
         )
     direction = np.asarray(volume.direction, dtype=float)
     if not np.all(np.isfinite(direction)) or not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):

@@ -6,10 +6,17 @@ import os
 
 import numpy as np
 
-from .errors import LesionDetectError
+from .errors import InputImageError, LesionDetectError
 
 BYTES_PER_INPUT_VOXEL = 4 * 4 + 2  # probability, resample scratch, label map and a float copy, per input voxel
 BYTES_PER_MODEL_VOXEL = 4 * 4  # normalised image, blending weights, output sum and count, per model voxel
+SKIP_ENV = "LESIONDETECT_SKIP_MEMORY_CHECK"
+# Resampling a real scan to a model's spacing changes its voxel count a few-fold (thick slices, an oblique
+# slab: < 100-fold); a thousand-fold growth means a handful of voxels spread over metres.
+MAX_UPSAMPLING, MIN_GRID_CHECKED = 1000, 2**20
+# Outputs are compressed. These are what they take at the least in practice (the shipped brain MR: label map
+# 0.002 and probability map 1.5 bytes per voxel), so that a run is refused only when it could not be written.
+LABEL_MAP_BYTES_PER_VOXEL, PROBABILITY_BYTES_PER_VOXEL, OUTPUT_FIXED_BYTES = 1 / 1024, 1.0, 2**20
 
 
 def available_memory_bytes() -> int | None:
@@ -32,12 +39,45 @@ def estimate_detect_bytes(input_shape: tuple[int, ...], model_grid_size: tuple[i
 
 
 def check_memory(input_shape, model_grid_size, available: int | None = None) -> None:
-    """Raise `LesionDetectError` when the estimate exceeds the memory available now."""
+    """Raise `LesionDetectError` when the estimate exceeds the memory available now.
+
+    Also refuses (`InputImageError`) a volume whose few voxels spread over so much space that the model's grid
+    would be more than `MAX_UPSAMPLING` times larger: an implausible spacing or direction, and hours of work.
+    """
+    input_voxels = int(np.prod(input_shape, dtype=np.int64))
+    grid_voxels = int(np.prod(model_grid_size, dtype=np.int64))
+    if grid_voxels > max(MAX_UPSAMPLING * input_voxels, MIN_GRID_CHECKED):
+        raise InputImageError(
+            f"this volume's {input_voxels} voxels span {grid_voxels} voxels of the model's grid "
+            f"({grid_voxels // max(1, input_voxels)} times more): its voxel spacing or direction is implausible"
+        )
     available = available_memory_bytes() if available is None else available
     needed = estimate_detect_bytes(input_shape, model_grid_size)
-    if os.environ.get("LESIONDETECT_SKIP_MEMORY_CHECK") or available is None or needed <= available:
+    if os.environ.get(SKIP_ENV) or available is None or needed <= available:
         return
     raise LesionDetectError(
         f"this volume needs about {needed / 2**30:.1f} GiB of memory but {available / 2**30:.1f} GiB is available; "
         "close other programs, crop the volume, or use a model with a coarser spacing"
     )
+
+
+def check_read_memory(voxel_bytes: int, source: str, available: int | None = None) -> None:
+    """Raise `InputImageError` when an image whose header declares ``voxel_bytes`` of voxels cannot be read.
+
+    Reading holds the voxels twice (ITK's buffer and the NumPy copy). Checked before any voxel is read, so a
+    corrupt header declaring a gigantic image is refused instead of exhausting the machine.
+    """
+    available = available_memory_bytes() if available is None else available
+    needed = 2 * voxel_bytes
+    if os.environ.get(SKIP_ENV) or available is None or needed <= available:
+        return
+    raise InputImageError(
+        f"{source}: reading this image needs about {needed / 2**30:.1f} GiB of memory but {available / 2**30:.1f} GiB "
+        "is available (a volume too large for this machine, or a corrupt header)"
+    )
+
+
+def estimate_output_bytes(voxel_count: int, save_probability: bool = False) -> int:
+    """Disk space one case's outputs take at the least (label map, tables, point list, probability map)."""
+    per_voxel = LABEL_MAP_BYTES_PER_VOXEL + (PROBABILITY_BYTES_PER_VOXEL if save_probability else 0.0)
+    return int(voxel_count * per_voxel) + OUTPUT_FIXED_BYTES

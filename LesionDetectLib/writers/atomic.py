@@ -4,6 +4,7 @@
 - `staged_outputs(folder)`: several outputs (files and folders) of one case, published together when all
   were written; if publishing fails half-way, the previous outputs are put back (all old or all new).
 - `check_writable(folder)`: fail early, before a long computation, when outputs could not be written.
+- `check_free_space(folder, needed)`: fail early when the file system has less free space than that.
 
 `OSError`s (full disk, permissions, read-only file system) become `OutputError`s naming the path.
 """
@@ -101,6 +102,19 @@ def check_writable(folder: str | Path) -> None:
         os.unlink(probe)
     except OSError as error:
         raise OutputError(f"output folder {folder} is not writable: {_reason(error)}") from error
+
+
+def check_free_space(folder: str | Path, needed: int) -> None:
+    """Raise `OutputError` when ``folder``'s file system has fewer than ``needed`` bytes free (unknown: no check)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise OutputError(
+            f"not enough free disk space in {folder}: the outputs need about {needed / 2**20:.1f} MiB, "
+            f"{free / 2**20:.1f} MiB is free"
+        )
 
 
 @dataclass
