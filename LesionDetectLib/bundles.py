@@ -33,7 +33,7 @@ INTENSITY_KINDS = ("ct", "mr")
 PACKAGE_MODELS = Path(__file__).parent / "models"
 MODELS_ENV = "LESIONDETECT_MODELS"
 MAX_SPEC_BYTES, MAX_WEIGHTS_BYTES = 2**20, 2**31  # 1 MiB of JSON, 2 GiB of weights
-MAX_PATCH = 1024  # voxels per patch side (a patch is held many times over in memory)
+MAX_PATCH = 512  # voxels per patch side (a patch is held many times over in memory)
 SAFE_NAME = re.compile(r"(?!\.)[\w .+-]{1,128}(?<![. ])")  # one plain folder name: no '/', '\\', '..', control characters
 
 
@@ -151,7 +151,9 @@ class Model:
         name = self.spec.network["name"]
         try:
             network = build_network(name, dict(self.spec.network.get("kwargs", {})))
-        except LesionDetectError:  # ModelBundleError, or a cancellation (SIGTERM) that arrived meanwhile
+        except ModelBundleError as error:  # MONAI's messages may span lines: the user gets one
+            raise ModelBundleError(" ".join(str(error).split())[:500]) from None
+        except LesionDetectError:  # a cancellation (SIGTERM) that arrived meanwhile
             raise
         except Exception as error:  # MONAI raises assorted errors for arguments that make no network
             message = (str(error).splitlines() or [""])[0][:300]

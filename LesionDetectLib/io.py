@@ -1,7 +1,8 @@
 """Reading volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) with SimpleITK, and input validation.
 
 Before any voxel is read the header must describe an image that fits in memory, and NIfTI and compressed
-MetaImage data must be complete (ITK fills missing data with zeros or stale memory without a word). A DICOM
+MetaImage data must be complete (ITK fills missing data with zeros or stale memory without a word); float
+NIfTI data is scanned for NaN and Inf (ITK's NIfTI reader turns them into 0 without a word). A DICOM
 series must have evenly spaced slices (ITK only warns about a missing slice and returns a wrong grid). The
 native readers' own messages on stderr are silenced: the `InputImageError` carries the reason in one line.
 """
@@ -97,44 +98,72 @@ def _check_slice_positions(reader, image, count: int, folder: Path) -> None:
         )
 
 
-def _nifti_expected_bytes(header: bytes) -> int | None:
-    """vox_offset + data size from a NIfTI-1 or NIfTI-2 header (either byte order), or None if not NIfTI."""
+def _nifti_layout(header: bytes) -> tuple[str, int, int, int] | None:
+    """(byte order, datatype code, vox_offset, data bytes) of a NIfTI-1 or NIfTI-2 header, or None if not NIfTI."""
     if len(header) < 4:
         return None
     for order in "<>":
         size = struct.unpack(order + "i", header[:4])[0]
         if size == 348 and len(header) >= 348:
             dims = struct.unpack(order + "8h", header[40:56])
-            bitpix, offset = struct.unpack(order + "h", header[72:74])[0], struct.unpack(order + "f", header[108:112])[0]
+            datatype, bitpix = struct.unpack(order + "2h", header[70:74])
+            offset = struct.unpack(order + "f", header[108:112])[0]
         elif size == 540 and len(header) >= 540:
             dims = struct.unpack(order + "8q", header[16:80])
-            bitpix, offset = struct.unpack(order + "h", header[14:16])[0], struct.unpack(order + "q", header[168:176])[0]
+            datatype, bitpix = struct.unpack(order + "2h", header[12:16])
+            offset = struct.unpack(order + "q", header[168:176])[0]
         else:
             continue
-        count = int(np.prod([max(1, d) for d in dims[1 : 1 + max(0, min(dims[0], 7))]], dtype=np.int64))
-        return int(offset) + count * max(1, bitpix // 8)
+        if not np.isfinite(offset) or offset < 0:
+            return None  # ITK reports such a header itself
+        count = int(np.prod([max(1, d) for d in dims[1 : 1 + max(0, min(dims[0], 7))]], dtype=object))
+        return order, datatype, int(offset), count * max(1, bitpix // 8)
     return None
 
 
-def _check_nifti_complete(path: Path) -> None:
-    """ITK reads a truncated NIfTI silently (zero-filled); compare the stored size with what the header needs."""
+NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
+
+
+def _check_nifti(path: Path) -> None:
+    """What ITK's NIfTI reader hides: a truncated file reads zero-filled, NaN and Inf voxels read as 0."""
     compressed = path.name.lower().endswith(".gz")
     try:
         with (gzip.open(path, "rb") if compressed else path.open("rb")) as stream:
-            expected = _nifti_expected_bytes(stream.read(540))
+            layout = _nifti_layout(stream.read(540))
+            if layout is None:
+                return
+            order, datatype, offset, nbytes = layout
+            if compressed:
+                with path.open("rb") as raw:
+                    raw.seek(-4, os.SEEK_END)
+                    stored = struct.unpack("<I", raw.read(4))[0]  # gzip trailer: uncompressed size mod 2**32
+                truncated = offset + nbytes < 2**32 and stored != offset + nbytes
+            else:
+                truncated = path.stat().st_size < offset + nbytes
+            if truncated:
+                raise InputImageError(
+                    f"{path}: truncated or corrupt NIfTI file (header needs {offset + nbytes} bytes of data)"
+                )
+            if datatype in NIFTI_FLOAT_TYPES:
+                stream.seek(offset)
+                bad = _count_non_finite(stream, np.dtype(order + NIFTI_FLOAT_TYPES[datatype]), nbytes)
+                if bad:
+                    raise InputImageError(f"{path}: holds {bad} NaN or infinite voxels")
     except (OSError, EOFError, zlib.error):
         raise InputImageError(f"{path}: not a readable image (corrupt compressed data)") from None
-    if expected is None:
-        return
-    if compressed:
-        with path.open("rb") as stream:
-            stream.seek(-4, os.SEEK_END)
-            stored = struct.unpack("<I", stream.read(4))[0]  # gzip trailer: uncompressed size mod 2**32
-        truncated = expected < 2**32 and stored != expected
-    else:
-        truncated = path.stat().st_size < expected
-    if truncated:
-        raise InputImageError(f"{path}: truncated or corrupt NIfTI file (header needs {expected} bytes of data)")
+
+
+def _count_non_finite(stream, dtype: np.dtype, nbytes: int) -> int:
+    """NaN and infinite values among the next ``nbytes`` of ``stream``, read in bounded chunks."""
+    bad, chunk = 0, dtype.itemsize * 2**20
+    while nbytes > 0:
+        data = stream.read(min(chunk, nbytes))
+        if not data:
+            break
+        nbytes -= len(data)
+        values = np.frombuffer(data[: len(data) - len(data) % dtype.itemsize], dtype=dtype)
+        bad += int(values.size - np.count_nonzero(np.isfinite(values)))
+    return bad
 
 
 def _check_metaimage_complete(path: Path, expected: int) -> None:
@@ -235,7 +264,7 @@ def _read_file(path: Path):
     expected = _check_fits_in_memory(reader, path)
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
-        _check_nifti_complete(path)
+        _check_nifti(path)
     elif name.endswith((".mha", ".mhd")):
         _check_metaimage_complete(path, expected)
     return reader.Execute()

@@ -45,5 +45,6 @@ def build_network(name: str, kwargs: dict[str, Any]):
         raise ModelBundleError(f"unknown network {name!r}; allowed: {allowed}")
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError, AssertionError) as error:
-        raise ModelBundleError(f"network {name} rejects its arguments {kwargs}: {error}") from None
+    except Exception as error:  # any constructor failure is a bad bundle, reported on one line
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelBundleError(f"network {name} rejects its arguments {kwargs}: {reason}") from None

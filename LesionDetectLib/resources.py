@@ -14,8 +14,8 @@ SKIP_ENV = "LESIONDETECT_SKIP_MEMORY_CHECK"
 # Resampling a real scan to a model's spacing changes its voxel count a few-fold (thick slices, an oblique
 # slab: < 100-fold); a thousand-fold growth means a handful of voxels spread over metres.
 MAX_UPSAMPLING, MIN_GRID_CHECKED = 1000, 2**20
-# Outputs are compressed. These are what they take at the least in practice (the shipped brain MR: label map
-# 0.002 and probability map 1.5 bytes per voxel), so that a run is refused only when it could not be written.
+# Outputs are compressed: bytes per voxel somewhat below what the shipped brain MR's outputs take (label map
+# 0.002, probability map 1.5), so that a run is refused early only when its outputs would clearly not fit.
 LABEL_MAP_BYTES_PER_VOXEL, PROBABILITY_BYTES_PER_VOXEL, OUTPUT_FIXED_BYTES = 1 / 1024, 1.0, 2**20
 
 
@@ -78,6 +78,6 @@ def check_read_memory(voxel_bytes: int, source: str, available: int | None = Non
 
 
 def estimate_output_bytes(voxel_count: int, save_probability: bool = False) -> int:
-    """Disk space one case's outputs take at the least (label map, tables, point list, probability map)."""
+    """Disk space one case's outputs typically take, erring low (label map, tables, point list, probability map)."""
     per_voxel = LABEL_MAP_BYTES_PER_VOXEL + (PROBABILITY_BYTES_PER_VOXEL if save_probability else 0.0)
     return int(voxel_count * per_voxel) + OUTPUT_FIXED_BYTES

@@ -25,11 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cancel(signum, frame) -> None:
-    raise CancelledError(f"cancelled by signal {signal.Signals(signum).name}")
+    """SIGTERM → KeyboardInterrupt: a BaseException, so no library's ``except Exception`` can swallow it."""
+    raise KeyboardInterrupt(f"cancelled by signal {signal.Signals(signum).name}")
 
 
 def report_error(message: str, exit_code: int, progress_mode: str) -> None:
     """One line on stderr; with ``--progress jsonl`` also a final ``"stage": "error"`` object on stdout."""
+    message = " ".join(message.split())
     if progress_mode == "jsonl":
         print(json.dumps({"stage": "error", "fraction": 1.0, "message": message, "exit_code": exit_code}), flush=True)
     print(f"lesiondetect: error: {message}", file=sys.stderr, flush=True)
@@ -43,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     progress_mode = getattr(args, "progress", "none")
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        error: LesionDetectError = CancelledError("cancelled (interrupted)")
+    except KeyboardInterrupt as interrupt:
+        error: LesionDetectError = CancelledError(str(interrupt) or "cancelled (interrupted)")
     except LesionDetectError as raised:
         error = raised
     except MemoryError:

@@ -1,0 +1,385 @@
+"""Hostile model bundles (beyond test_bundles.py): nothing outside the bundle is read, nothing is executed or
+downloaded, nothing unbounded is decompressed, and every refusal is one `ModelBundleError`.
+
+On network arguments: a bundle's ``network.kwargs`` are JSON, passed as data to a class from the allow-list in
+`networks.py`. MONAI accepts layer names as strings (``"act": "prelu"`` or ``["prelu", {...}]``); those are
+looked up in MONAI's own layer registry (`LayerFactory` → `look_up_option`), never imported or evaluated, so a
+dotted path such as ``"torch.nn.Identity"`` or ``"os.system"`` is simply an unknown option. That is accepted
+as safe and tested below. The one argument that would reach out is ``pretrained`` (FlexibleUNet downloads
+backbone weights): `model.json` must leave it false.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import threshold_bundle_spec, write_threshold_bundle
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from LesionDetectLib import bundles
+from LesionDetectLib.bundles import import_model, open_bundle, read_spec, sha256_of
+from LesionDetectLib.errors import ModelBundleError
+
+LIBRARY = Path(__file__).resolve().parents[1] / "LesionDetectLib"
+
+
+def rewrite_spec(folder: Path, **changes) -> None:
+    spec = json.loads((folder / "model.json").read_text())
+    spec.update(changes)
+    (folder / "model.json").write_text(json.dumps(spec))
+
+
+def zip_bundle(folder: Path, archive: Path, extra: list[tuple[str, bytes]] = (), prefix: str = "") -> Path:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        for name in ("model.json", "weights.pt"):
+            out.write(folder / name, prefix + name)
+        for name, data in extra:
+            out.writestr(name, data)
+    return archive
+
+
+@pytest.fixture
+def within_seconds():
+    """Fail (instead of hanging) when the test body blocks for more than 20 s."""
+
+    def expire(signum, frame):
+        raise TimeoutError("blocked: no answer within 20 s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to resolve a name or open a connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    for name in ("create_connection", "getaddrinfo", "gethostbyname"):
+        monkeypatch.setattr(socket, name, refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+# ------------------------------------------------------------------------------------- files of a folder
+
+
+@pytest.mark.parametrize("file", ["../x", "/etc/passwd", "sub/weights.pt", "weights.pt/../../x", "..\\weights.pt"])
+def test_weights_entry_naming_another_file_is_refused(threshold_bundle, file):
+    spec = json.loads((threshold_bundle / "model.json").read_text())
+    rewrite_spec(threshold_bundle, weights={**spec["weights"], "file": file})
+    with pytest.raises(ModelBundleError, match="weights must be"):
+        open_bundle(threshold_bundle)
+
+
+@pytest.mark.parametrize("name", ["weights.pt", "model.json"])
+def test_symlink_leading_out_of_the_bundle_is_refused_even_with_a_matching_checksum(threshold_bundle, tmp_path, name):
+    outside = tmp_path / f"outside-{name}"
+    outside.write_bytes((threshold_bundle / name).read_bytes())  # same content: the checksum would match
+    (threshold_bundle / name).unlink()
+    (threshold_bundle / name).symlink_to(outside)
+    with pytest.raises(ModelBundleError, match="outside the bundle"):
+        open_bundle(threshold_bundle)
+
+
+def test_symlink_inside_the_bundle_is_fine(threshold_bundle):
+    (threshold_bundle / "weights.pt").rename(threshold_bundle / "weights-v1.pt")
+    (threshold_bundle / "weights.pt").symlink_to("weights-v1.pt")
+    assert open_bundle(threshold_bundle).network("cpu") is not None
+
+
+def test_links_to_devices_and_fifos_are_refused_without_blocking(threshold_bundle, within_seconds):
+    (threshold_bundle / "weights.pt").unlink()
+    (threshold_bundle / "weights.pt").symlink_to("/dev/zero")  # reading it would never end
+    with pytest.raises(ModelBundleError, match="outside the bundle"):
+        open_bundle(threshold_bundle)
+    (threshold_bundle / "weights.pt").unlink()
+    os.mkfifo(threshold_bundle / "weights.pt")  # opening it would wait for a writer forever
+    with pytest.raises(ModelBundleError, match="not a regular file"):
+        open_bundle(threshold_bundle)
+
+
+def test_huge_files_are_refused_by_size_before_reading(threshold_bundle, within_seconds):
+    with (threshold_bundle / "weights.pt").open("r+b") as weights:  # sparse: 2 GiB + 1 byte, no disk used
+        weights.truncate(bundles.MAX_WEIGHTS_BYTES + 1)
+    with pytest.raises(ModelBundleError, match=r"more than the \d+ bytes allowed"):
+        open_bundle(threshold_bundle)
+    (threshold_bundle / "model.json").write_text(" " * (bundles.MAX_SPEC_BYTES + 1) + "{}")
+    with pytest.raises(ModelBundleError, match="more than"):
+        read_spec(threshold_bundle)
+
+
+def test_deeply_nested_json_is_an_error_not_a_crash(threshold_bundle):
+    (threshold_bundle / "model.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ModelBundleError, match="not valid JSON"):
+        open_bundle(threshold_bundle)
+
+
+# ------------------------------------------------------------------------------------------------- zips
+
+
+def test_zip_bomb_member_is_refused_by_its_declared_size_before_decompressing(threshold_bundle, tmp_path, monkeypatch):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.write(threshold_bundle / "model.json", "model.json")
+        out.writestr("weights.pt", bytes(64 * 2**20))  # 64 MiB of zeros, about 64 KiB compressed
+    assert archive.stat().st_size < 2**20
+    monkeypatch.setattr(bundles, "MAX_WEIGHTS_BYTES", 2**20)
+    opened = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *a, **k: (
+        opened.append(getattr(name, "filename", name)), real_open(self, name, *a, **k))[1])
+    with pytest.raises(ModelBundleError, match=r"weights.pt would decompress to 67108864 bytes"):
+        open_bundle(archive)
+    assert "weights.pt" not in opened
+
+
+def _central_header(data: bytes, name: bytes) -> int:
+    """Offset of the central-directory header of the member ``name``."""
+    position = data.find(b"PK\x01\x02")
+    while position >= 0:
+        length = struct.unpack("<H", data[position + 28 : position + 30])[0]
+        if data[position + 46 : position + 46 + length] == name:
+            return position
+        position = data.find(b"PK\x01\x02", position + 4)
+    raise AssertionError(f"{name!r} not in the central directory")
+
+
+def test_zip_member_larger_than_it_declares_is_refused(threshold_bundle, tmp_path):
+    """A doctored size field: reading stops at the declared size and the member's CRC check fails."""
+    archive = zip_bundle(threshold_bundle, tmp_path / "liar.zip")
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zipped:
+        info = zipped.getinfo("weights.pt")
+    for offset in (info.header_offset + 22, _central_header(data, b"weights.pt") + 24):  # uncompressed size fields
+        assert struct.unpack("<I", data[offset : offset + 4])[0] == info.file_size
+        data[offset : offset + 4] = struct.pack("<I", 100)
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ModelBundleError, match="corrupt or unsupported zip"):
+        open_bundle(archive)
+
+
+@pytest.mark.parametrize("entry", ["/model.json", "/etc/evil", "C:/evil.txt", "c:evil", "..\\evil", "a/../../evil"])
+def test_zip_with_absolute_drive_or_parent_paths_is_refused(threshold_bundle, tmp_path, entry):
+    archive = zip_bundle(threshold_bundle, tmp_path / "evil.zip", [(entry, b"x")])
+    with pytest.raises(ModelBundleError, match="unsafe paths in zip"):
+        open_bundle(archive)
+
+
+@pytest.mark.parametrize("duplicate", ["weights.pt", "model.json", "notes.txt"])
+def test_zip_with_duplicate_entries_is_refused(threshold_bundle, tmp_path, duplicate):
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        archive = zip_bundle(threshold_bundle, tmp_path / "dup.zip", [("notes.txt", b"x"), (duplicate, b"other")])
+    with pytest.raises(ModelBundleError, match="duplicate entries"):
+        open_bundle(archive)
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
+       cut=st.one_of(st.none(), st.integers(0, 10**6)))
+def test_damaged_zip_bundles_load_or_are_refused_in_one_error(tmp_path_factory, flips, cut):
+    root = tmp_path_factory.mktemp("zip")
+    archive = zip_bundle(write_threshold_bundle(root / "bundle"), root / "model.zip", prefix="m/")
+    data = bytearray(archive.read_bytes())
+    for position, value in flips:
+        data[position % len(data)] = value
+    archive.write_bytes(bytes(data[: None if cut is None else cut % len(data)]))
+    try:
+        open_bundle(archive).network("cpu")
+    except ModelBundleError as error:
+        assert "\n" not in str(error)
+
+
+# ------------------------------------------------------------------------------------ model.json content
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../../evil", "a/b", "a\\b", ".hidden", "", " ", "x\x00y", "tab\tname",
+                                  "trailing.", "x" * 129])
+def test_bundle_names_that_are_not_a_plain_folder_name_are_refused(threshold_bundle, isolated_models, name):
+    rewrite_spec(threshold_bundle, name=name)
+    with pytest.raises(ModelBundleError, match="plain folder name"):
+        import_model(threshold_bundle)  # '..' would otherwise replace the models folder's parent
+    assert not isolated_models.exists() or list(isolated_models.iterdir()) == []
+    assert threshold_bundle.parent.is_dir()
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("intensity", {"kind": "ct", "window": "abc"}, "intensity"),
+    ("intensity", {"kind": "ct", "window": [100, 0]}, "intensity"),
+    ("intensity", {"kind": "mr", "percentiles": [-5, 200]}, "intensity"),
+    ("patch_size", [100000, 32, 32], "patch_size"),
+    ("spacing", [float("nan"), 1.0, 1.0], "spacing"),
+])
+def test_values_that_would_fail_or_explode_later_are_refused_up_front(threshold_bundle, field, value, message):
+    rewrite_spec(threshold_bundle, **{field: value})
+    with pytest.raises(ModelBundleError, match=message):
+        open_bundle(threshold_bundle)
+
+
+def test_pretrained_networks_are_refused_before_anything_is_built(threshold_bundle, no_network):
+    network = {"name": "FlexibleUNet", "kwargs": {"in_channels": 1, "out_channels": 1, "backbone": "efficientnet-b0",
+                                                  "pretrained": True}}
+    rewrite_spec(threshold_bundle, network=network)
+    with pytest.raises(ModelBundleError, match="pretrained must be false"):
+        open_bundle(threshold_bundle)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"act": {"__class__": "os.system"}},
+    {"act": ["os.system", {"command": "touch /tmp/pwned"}]},
+    {"act": "torch.nn.Identity"},
+    {"norm": ["instance", {"__class__": "subprocess.Popen"}]},
+    {"dropout": {"__reduce__": "eval"}},
+    {"spatial_dims": 7},
+    {"features": "abc"},
+])
+def test_network_arguments_cannot_smuggle_objects(threshold_bundle, kwargs, no_network, tmp_path):
+    rewrite_spec(threshold_bundle, network={"name": "BasicUNet", "kwargs": {"spatial_dims": 3, **kwargs}})
+    model = open_bundle(threshold_bundle)
+    with pytest.raises(ModelBundleError, match="BasicUNet") as caught:
+        model.network("cpu")
+    assert "\n" not in str(caught.value)
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_layer_names_are_looked_up_in_monais_registry_only(threshold_bundle):
+    rewrite_spec(threshold_bundle, network={"name": "BasicUNet", "kwargs": {"spatial_dims": 3, "act": "torch.nn.Identity"}})
+    with pytest.raises(ModelBundleError, match="Unsupported option 'TORCH.NN.IDENTITY'"):
+        open_bundle(threshold_bundle).network("cpu")
+    from LesionDetectLib.networks import build_network
+
+    network = build_network("BasicUNet", {"spatial_dims": 3, "features": [4, 4, 4, 4, 4, 4],
+                                          "act": ["prelu", {"num_parameters": 1}]})  # a registry name: accepted
+    assert any(type(module).__name__ == "PReLU" for module in network.modules())
+
+
+@pytest.mark.parametrize("kwargs", [{"in_channels": 0}, {"in_channels": -1}, {"level": "x"}])
+def test_arguments_that_crash_a_network_constructor_are_one_error(threshold_bundle, kwargs):
+    rewrite_spec(threshold_bundle, network={"name": "IntensityThreshold", "kwargs": kwargs})
+    with pytest.raises(ModelBundleError, match="IntensityThreshold"):
+        open_bundle(threshold_bundle).network("cpu")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 600) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+SPEC_FIELDS = sorted(threshold_bundle_spec()) + ["weights", "format_version", "surprise"]
+
+
+@settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(SPEC_FIELDS), value=json_values, delete=st.booleans(),
+       kwarg=st.sampled_from(["in_channels", "out_channels", "level", "scale", "act", "bogus"]))
+def test_mutated_model_json_loads_or_is_refused_in_one_error(tmp_path_factory, field, value, delete, kwarg, no_network):
+    folder = write_threshold_bundle(tmp_path_factory.mktemp("spec") / "bundle")
+    spec = json.loads((folder / "model.json").read_text())
+    if field == "network" and not delete:
+        spec["network"]["kwargs"][kwarg] = value
+    elif delete:
+        spec.pop(field, None)
+    else:
+        spec[field] = value
+    (folder / "model.json").write_text(json.dumps(spec))
+    try:
+        open_bundle(folder).network("cpu")
+    except ModelBundleError as error:
+        assert "\n" not in str(error)
+
+
+# ------------------------------------------------------------------------------------- the source itself
+
+FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "breakpoint"}
+FORBIDDEN_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "shelve", "joblib", "yaml",
+                     "socket", "urllib", "http", "requests", "urllib3", "ftplib", "smtplib", "telnetlib"}
+FORBIDDEN_ATTRIBUTES = {("os", "system"), ("os", "popen"), ("torch", "hub"), ("pickle", "load"), ("pickle", "loads")}
+DYNAMIC_IMPORTS_ALLOWED = {"cli/__init__.py"}  # imports its own sub-command modules by fixed names
+
+
+def library_sources():
+    return sorted(LIBRARY.rglob("*.py"))
+
+
+def _call_name(node: ast.Call) -> str:
+    return ast.unparse(node.func)
+
+
+def _problems(path: Path, root: Path = LIBRARY) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    where = path.relative_to(root).as_posix()
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            problems += [f"{where}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in FORBIDDEN_MODULES]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if (node.value.id, node.attr) in FORBIDDEN_ATTRIBUTES:
+                problems.append(f"{where}:{node.lineno} uses {node.value.id}.{node.attr}")
+        elif isinstance(node, ast.Call):
+            name = _call_name(node)
+            keywords = {k.arg: k.value for k in node.keywords}
+            literal = {k: v.value for k, v in keywords.items() if isinstance(v, ast.Constant)}
+            if name in FORBIDDEN_CALLS:
+                problems.append(f"{where}:{node.lineno} calls {name}()")
+            if name in ("torch.load", "load") and literal.get("weights_only") is not True:
+                problems.append(f"{where}:{node.lineno} calls {name}() without weights_only=True")
+            if name.split(".")[-1] == "load" and literal.get("allow_pickle") is True:
+                problems.append(f"{where}:{node.lineno} loads with allow_pickle=True")
+            if literal.get("shell") is True:
+                problems.append(f"{where}:{node.lineno} runs a shell")
+            if "load_state_dict_from_url" in name or "download" in name.lower():
+                problems.append(f"{where}:{node.lineno} downloads ({name})")
+            if name.endswith("import_module") and where not in DYNAMIC_IMPORTS_ALLOWED:
+                problems.append(f"{where}:{node.lineno} imports a module by a computed name")
+    return problems
+
+
+def test_library_source_has_no_eval_pickle_unsafe_load_or_network_use():
+    sources = library_sources()
+    assert len(sources) > 30 and LIBRARY / "bundles.py" in sources
+    problems = [problem for path in sources for problem in _problems(path)]
+    assert problems == []
+    text = "\n".join(path.read_text(encoding="utf-8") for path in sources)
+    assert not re.search(r"weights_only\s*=\s*False", text)
+    assert re.search(r"torch\.load\([^)]*weights_only=True", text)  # the one place weights are read
+
+
+def test_the_source_check_catches_what_it_should(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import pickle\nimport torch\nx = eval('1')\ntorch.load(f)\ntorch.load(f, weights_only=False)\n"
+                   "import numpy as np\nnp.load(f, allow_pickle=True)\nimport os\nos.system('ls')\n")
+    found = _problems(bad, root=tmp_path)
+    assert len(found) == 6, found
+
+
+def test_weights_are_read_only_after_the_checksum_matches(threshold_bundle, monkeypatch):
+    """The order in open_bundle: checksum first; torch never sees bytes whose sha256 differs from model.json."""
+    import torch
+
+    loaded = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loaded.append(k) or {})
+    weights = (threshold_bundle / "weights.pt").read_bytes()
+    (threshold_bundle / "weights.pt").write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
+    with pytest.raises(ModelBundleError, match="checksum mismatch"):
+        open_bundle(threshold_bundle).network("cpu")
+    assert loaded == []
+    (threshold_bundle / "weights.pt").write_bytes(weights)
+    assert sha256_of(weights) == json.loads((threshold_bundle / "model.json").read_text())["weights"]["sha256"]
+    with pytest.raises(ModelBundleError):  # the patched torch.load returns no tensors
+        open_bundle(threshold_bundle).network("cpu")
+    assert loaded == [{"map_location": "cpu", "weights_only": True}]
