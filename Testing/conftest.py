@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -87,4 +88,27 @@ def isolated_models(tmp_path, monkeypatch) -> Path:
     """An empty user model folder, so tests never see the developer's ~/.lesiondetect."""
     folder = tmp_path / "user-models"
     monkeypatch.setenv("LESIONDETECT_MODELS", str(folder))
+    return folder
+
+
+def write_series(folder, array, spacing=(0.7, 0.7, 2.0), origin=(-100.0, -80.0, 40.0),
+                 uid="1.2.826.0.1.3680043.2.1125.1", extra_tags: dict | None = None):
+    """Write ``array`` [k, j, i] int16 as one axial CT series (one file per slice), with ``extra_tags``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(array.shape[0]):
+        image = sitk.GetImageFromArray(array[k : k + 1])
+        image.SetSpacing(spacing)
+        position = (origin[0], origin[1], origin[2] + k * spacing[2])
+        tags = {
+            "0008|0060": "CT", "0020|000e": uid, "0020|000d": uid + ".9", "0008|0018": f"{uid}.{k + 1}",
+            "0020|0032": "\\".join(f"{v:.4f}" for v in position), "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0020|0013": str(k + 1), "0028|0030": f"{spacing[1]}\\{spacing[0]}", "0018|0050": str(spacing[2]),
+            "0010|0010": "Doe^Jane", "0010|0020": "PATIENT-ID-42", **(extra_tags or {}),
+        }
+        for key, value in tags.items():
+            image.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(image)
     return folder

@@ -32,10 +32,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import write_threshold_bundle
+from conftest import write_series, write_threshold_bundle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_dicom import write_series
 
 from LesionDetectLib import resources
 from LesionDetectLib.bundles import open_bundle

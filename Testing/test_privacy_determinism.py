@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import make_volume, write_threshold_bundle
+from conftest import make_volume, write_series, write_threshold_bundle
 
 from LesionDetectLib import cli, writers
 from LesionDetectLib.bundles import import_model, list_models, load_model
@@ -41,26 +41,9 @@ NEEDLES = [b"Doe", b"Jane", b"PATIENT-ID-42", b"19700101", b"1970-01-01", b"OTHE
 DETERMINISTIC = (".lesions.csv", ".lesions.json", ".mrk.json", ".probability.nrrd")
 
 
-def write_identified_series(folder: Path, array: np.ndarray, spacing=(0.7, 0.7, 2.0), origin=(-100.0, -80.0, 40.0),
-                            uid="1.2.826.0.1.3680043.2.1125.7") -> Path:
-    """An axial CT series (one file per slice) carrying patient-identifying tags (see test_dicom.write_series)."""
-    folder.mkdir(parents=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for k in range(array.shape[0]):
-        image = sitk.GetImageFromArray(array[k : k + 1])
-        image.SetSpacing(spacing)
-        position = (origin[0], origin[1], origin[2] + k * spacing[2])
-        tags = {
-            "0008|0060": "CT", "0020|000e": uid, "0020|000d": uid + ".9", "0008|0018": f"{uid}.{k + 1}",
-            "0020|0032": "\\".join(f"{v:.4f}" for v in position), "0020|0037": "1\\0\\0\\0\\1\\0",
-            "0020|0013": str(k + 1), "0028|0030": f"{spacing[1]}\\{spacing[0]}", "0018|0050": str(spacing[2]), **PHI,
-        }
-        for key, value in tags.items():
-            image.SetMetaData(key, value)
-        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
-        writer.Execute(image)
-    return folder
+def write_identified_series(folder: Path, array: np.ndarray) -> Path:
+    """An axial CT series carrying patient-identifying tags."""
+    return write_series(folder, array, uid="1.2.826.0.1.3680043.2.1125.7", extra_tags=PHI)
 
 
 def identified_ct() -> np.ndarray:

@@ -3,29 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..lesions import Lesion
 
 
+def finite(text: str) -> float:
+    """A finite number (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    return value
+
+
 def probability(text: str) -> float:
-    value = float(text)
+    value = finite(text)
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not a probability in (0, 1)")
     return value
 
 
 def non_negative(text: str) -> float:
-    value = float(text)
+    value = finite(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be ≥ 0")
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def whole_number(text: str, minimum: int) -> int:
+    """An integer ≥ ``minimum`` (argparse type through `functools.partial` or the helpers below)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
     return value
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be ≥ 1")
-    return value
+    return whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return whole_number(text, 0)
 
 
 def lesion_table(lesions: list[Lesion]) -> str:

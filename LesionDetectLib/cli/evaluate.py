@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import sys
 
 from ..errors import LesionDetectError
 from ..evaluation.reference import RULES, resolve_rule
+from .common import finite, non_negative, non_negative_int
 
 DESCRIPTION = """\
 Compare predictions (PRED_DIR/<case>.lesions.csv or .mrk.json, and <case>.seg.nrrd for Dice) with reference
@@ -40,13 +40,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("-o", "--out", metavar="OUT_DIR", help="write the reports into this folder")
     parser.add_argument("--rule", choices=sorted(RULES),
                         help="lesion rule (default: glioma for masks, luna16 for a CSV)")
-    parser.add_argument("--merge-mm", type=_non_negative, metavar="MM",
+    parser.add_argument("--merge-mm", type=non_negative, metavar="MM",
                         help="join mask parts closer than this into one lesion (0: no merging)")
-    parser.add_argument("--min-volume-mm3", type=_non_negative, metavar="MM3",
+    parser.add_argument("--min-volume-mm3", type=non_negative, metavar="MM3",
                         help="ignore reference lesions smaller than this")
-    parser.add_argument("--hit-mm", type=_non_negative, metavar="MM",
+    parser.add_argument("--hit-mm", type=non_negative, metavar="MM",
                         help="a predicted centroid hits a lesion within this distance of it")
-    parser.add_argument("--threshold", type=_finite, default=0.0, metavar="P",
+    parser.add_argument("--threshold", type=finite, default=0.0, metavar="P",
                         help="confidence of the operating point (default 0: every prediction)")
     parser.add_argument("--base-dir", metavar="DIR", help="base of the datalist's relative paths")
     parser.add_argument("--split", choices=("all", "training", "validation"), default="all",
@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="cases without lesions (names, a folder of their files, or a .txt list): FPs only")
     parser.add_argument("--allow-missing", action="store_true",
                         help="count cases without prediction files as having no detections")
-    parser.add_argument("--bootstrap", type=_non_negative_int, default=1000, metavar="N",
+    parser.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
                         help="bootstrap resamples of the cases for 95%% CIs (0: none; default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--no-plot", action="store_true", help="do not write froc.png")
@@ -93,33 +93,6 @@ def run(args: argparse.Namespace) -> int:
     except LesionDetectError as exc:
         print(f"lesiondetect: error: {exc}", file=sys.stderr)
         return exc.exit_code
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
 
 
 def _key_value(text: str) -> tuple[str, str]:
