@@ -107,6 +107,7 @@ def test_demo_runs_on_the_shipped_sample(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Lesjak" in done.stdout and "lesion" in done.stdout
     assert (tmp_path / "ms_flair.seg.nrrd").exists()
+    assert (tmp_path / "ms_flair.overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_usage_error_exit_code():

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..batch import run_cases
+from ..io import read_volume, volume_stem
+from ..overview import write_overview
 from ..progress import make_reporter
 from ..samples import SAMPLES, sample_path
 from .common import lesion_table
@@ -28,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if summary.failed:
         raise next(iter(summary.failed.values()))
     result = summary.written[image]
+    reference = read_volume(sample_path(sample.reference)).array
+    picture = write_overview(args.output / f"{volume_stem(image)}.overview.png", result, reference)
     print(f"model: {result.model_name} (threshold {result.threshold})")
     print(lesion_table(result.lesions))
-    print(f"outputs written to {args.output.resolve()}")
+    print(f"outputs written to {args.output.resolve()}; overview picture: {picture.name}")
     return 0
