@@ -54,15 +54,18 @@ def detect(
     warnings: list[str] = []
     check_memory(volume.array.shape, preprocess.model_grid(volume, tuple(spec.spacing)).size)
     progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
-    image, grid = preprocess.prepare(volume, spec)
-    progress("inference", 0.15, f"{spec.network['name']} on {device}, grid {grid.size}")
+    model_input = preprocess.prepare_input(volume, spec)
+    progress("inference", 0.15, f"{spec.network['name']} on {device}, grid {model_input.grid.size}")
     model_probability, device = infer.probabilities_with_fallback(
-        model.network, image, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
-        batch_size or spec.batch_size, device,
+        model.network, model_input.image, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
+        batch_size or infer.default_batch_size(spec.batch_size, device), device,
         on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"),
         warn=lambda message: (warnings.append(message), progress("inference", 0.15, message)),
+        foreground=model_input.foreground,
     )
-    probability = preprocess.to_input_grid(model_probability, grid, volume)
+    progress("postprocess", 0.85, "probabilities onto the input grid")
+    probability = preprocess.to_input_grid(model_probability, model_input.grid, volume)
+    del model_probability, model_input  # free the model-grid arrays before full-resolution post-processing
     progress("postprocess", 0.87, "connected components and measurements")
     found, label_map = lesions.from_probability(probability, volume, threshold, min_volume_mm3, max_lesions)
     settings = {

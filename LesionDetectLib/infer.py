@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
 
 from .errors import LesionDetectError
+
+# PyTorch's OpenMP threads spin while they wait for each other. When another process holds one of the cores,
+# every operation then waits for the scheduler: 5-10x slower on the shared 2-core development machine
+# (benchmarks/RESULTS.md). Passive waiting avoids it. It only takes effect before torch is imported, which in
+# the CLI and in the Slicer module's detection process happens here; an OMP_WAIT_POLICY already set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+CPU_MIN_BATCH = 2
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -27,6 +35,15 @@ def resolve_device(device: str = "auto") -> str:
     raise LesionDetectError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
+def default_batch_size(bundle_batch_size: int, device: str) -> int:
+    """The bundle's sliding-window batch, and on the CPU at least ``CPU_MIN_BATCH``.
+
+    PyTorch sends batch-1 3-D convolutions of small tensors to its slow reference path instead of oneDNN: 2.9x
+    slower per window for the training recipe's UNet, no faster for a BasicUNet (benchmarks/RESULTS.md).
+    """
+    return max(bundle_batch_size, CPU_MIN_BATCH) if device == "cpu" else bundle_batch_size
+
+
 def probabilities(
     network,
     image: np.ndarray,
@@ -35,22 +52,21 @@ def probabilities(
     batch_size: int,
     device: str,
     on_progress: Callable[[float], None] | None = None,
+    foreground: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Lesion probability ``[x, y, z]`` float32 for a ``[C, x, y, z]`` image, by Gaussian-blended sliding windows."""
+    """Lesion probability ``[x, y, z]`` float32 for a ``[C, x, y, z]`` image, by Gaussian-blended sliding windows.
+
+    With a ``foreground`` mask ``[x, y, z]`` (the body or brain), windows without a foreground voxel are not run
+    and predict 0. A foreground voxel lies only in windows that are run, so its probability is what the full
+    sliding window gives; only background voxels shared with a skipped window can change, and only downwards.
+    """
     import torch
     from monai.inferers import sliding_window_inference
 
-    inputs = torch.from_numpy(np.ascontiguousarray(image))[None]
+    inputs = torch.from_numpy(_with_mask_channel(image, foreground))[None]
     roi = tuple(int(p) for p in patch_size)
-    use_cuda = device.startswith("cuda")
-    windows = _window_counter(on_progress, image.shape[1:], roi, overlap, batch_size)
-
-    def predict(patch: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda):
-            logits = network(patch.to(device))
-        windows()
-        return _lesion_probability(logits.float())
-
+    tick = _window_counter(on_progress, image.shape[1:], roi, overlap, batch_size)
+    predict = _predictor(network, device, tick, masked=foreground is not None)
     with torch.inference_mode():
         output = sliding_window_inference(
             inputs, roi_size=roi, sw_batch_size=batch_size, predictor=predict, overlap=overlap,
@@ -59,8 +75,46 @@ def probabilities(
     return output[0, 0].numpy().astype(np.float32, copy=False)
 
 
+def _with_mask_channel(image: np.ndarray, foreground: np.ndarray | None) -> np.ndarray:
+    """``image`` as contiguous float32, with the foreground mask appended as a last 0/1 channel when given."""
+    if foreground is None:
+        return np.ascontiguousarray(image, dtype=np.float32)
+    stacked = np.empty((image.shape[0] + 1, *image.shape[1:]), np.float32)
+    stacked[:-1] = image
+    stacked[-1] = foreground
+    return stacked
+
+
+def _predictor(network, device: str, tick: Callable[[], None], masked: bool):
+    """The sliding window's predictor: probabilities of a batch of windows; with ``masked``, the input's last
+    channel is the foreground mask, and windows without foreground are not run (probability 0)."""
+    import torch
+
+    use_cuda = device.startswith("cuda")
+
+    def run(patches: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda):
+            logits = network(patches.to(device))
+        return _lesion_probability(logits.float())
+
+    def predict(windows: torch.Tensor) -> torch.Tensor:
+        tick()
+        if not masked:
+            return run(windows)
+        keep = windows[:, -1].flatten(1).any(dim=1)
+        if bool(keep.all()):
+            return run(windows[:, :-1])
+        probability = torch.zeros((windows.shape[0], 1, *windows.shape[2:]), device=windows.device)
+        if bool(keep.any()):
+            probability[keep] = run(windows[keep, :-1])
+        return probability
+
+    return predict
+
+
 def probabilities_with_fallback(network_for, image, patch_size, overlap, batch_size, device, on_progress=None,
-                                warn: Callable[[str], None] = print) -> tuple[np.ndarray, str]:
+                                warn: Callable[[str], None] = print,
+                                foreground: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """`probabilities`, retrying on GPU out-of-memory with batch 1, then on the CPU; returns (map, device used)."""
     import torch
 
@@ -68,14 +122,16 @@ def probabilities_with_fallback(network_for, image, patch_size, overlap, batch_s
     if device.startswith("cuda"):
         attempts += [(device, 1)] if batch_size > 1 else []
         attempts += [("cpu", batch_size)]
+    masking = {} if foreground is None else {"foreground": foreground}
     for where, batch in attempts[:-1]:
         try:
-            return probabilities(network_for(where), image, patch_size, overlap, batch, where, on_progress), where
+            return probabilities(network_for(where), image, patch_size, overlap, batch, where, on_progress,
+                                 **masking), where
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             warn(f"out of GPU memory on {where} with sliding-window batch {batch}; retrying with less")
     where, batch = attempts[-1]
-    return probabilities(network_for(where), image, patch_size, overlap, batch, where, on_progress), where
+    return probabilities(network_for(where), image, patch_size, overlap, batch, where, on_progress, **masking), where
 
 
 def _lesion_probability(logits):

@@ -16,6 +16,7 @@ import numpy as np
 from .volume import LPS_TO_RAS, Volume
 
 RAS_DIRECTION_IN_LPS = LPS_TO_RAS  # unit R, A, S axes written in LPS coordinates
+CT_AIR_HU = -500.0  # CT voxels at or below this are air (outside the body, or in the lungs and bowel)
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,13 @@ def to_input_grid(array_xyz: np.ndarray, grid: Grid, volume: Volume, interpolate
     image.SetSpacing(grid.spacing)
     image.SetOrigin(grid.origin)
     image.SetDirection(RAS_DIRECTION_IN_LPS.ravel().tolist())
-    reference = volume.with_array(np.zeros(volume.array.shape, np.uint8)).to_sitk()
     interpolator = sitk.sitkLinear if interpolate == "linear" else sitk.sitkNearestNeighbor
-    return sitk.GetArrayFromImage(_resample(image, reference, interpolator, 0.0))
+    resampled = sitk.Resample(  # onto the input's geometry, without building a full-resolution reference image
+        image, [int(n) for n in volume.shape_ijk], sitk.Transform(), interpolator,
+        [float(o) for o in volume.origin], [float(s) for s in volume.spacing],
+        [float(d) for d in np.asarray(volume.direction).ravel()], 0.0, sitk.sitkFloat32,
+    )
+    return sitk.GetArrayFromImage(resampled)
 
 
 def background_value(array: np.ndarray, min_fraction: float = 0.1) -> float | None:
@@ -98,31 +103,62 @@ def foreground_mask(array: np.ndarray) -> np.ndarray:
     return np.ones(array.shape, bool) if background is None else array != background
 
 
+def body_mask(resampled: np.ndarray, kind: str) -> np.ndarray:
+    """Body (CT: above ``CT_AIR_HU``) or brain (MR: not the constant background) voxels of a model-grid image.
+
+    ``kind`` is the bundle's intensity kind (``"ct"`` or ``"mr"``); ``resampled`` holds the raw intensities
+    (Hounsfield units for CT) before normalisation. A scan without a constant background is all foreground.
+    """
+    mask = foreground_mask(resampled)
+    return mask & (resampled > CT_AIR_HU) if kind == "ct" else mask
+
+
 def normalise_intensity(array: np.ndarray, intensity: dict[str, Any]) -> np.ndarray:
     """Intensity normalisation from the bundle: CT window → [0, 1]; MR foreground percentile clip + z-score.
 
     Both are invariant to how the scanner scaled the values where they must be: the MR transform gives the same
-    output for ``a·x + b`` (a > 0), so raw, rescaled and z-scored scans are treated alike.
+    output for ``a·x + b`` (a > 0), so raw, rescaled and z-scored scans are treated alike. The arithmetic is
+    MONAI's ``ScaleIntensityRange`` and ``NormalizeIntensity`` done in place on one float32 copy (no torch
+    threads, no float64 temporaries); ``array`` itself is left unchanged.
     """
-    from monai.transforms import NormalizeIntensity, ScaleIntensityRange
-
     if intensity["kind"] == "ct":
-        low, high = intensity["window"]
-        scale = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
-        return np.asarray(scale(array), dtype=np.float32)
+        low, high = (float(v) for v in intensity["window"])
+        out = np.subtract(array, np.float32(low), dtype=np.float32)
+        out /= np.float32(high - low)
+        return np.clip(out, 0.0, 1.0, out=out)
     mask = foreground_mask(array)
     if not mask.any():
         return np.zeros_like(array, dtype=np.float32)
     low, high = np.percentile(array[mask], intensity.get("percentiles", [0.5, 99.5]))
-    clipped = np.clip(array, low, high).astype(np.float32)
-    mean, std = float(clipped[mask].mean()), float(clipped[mask].std())
-    normalise = NormalizeIntensity(subtrahend=mean, divisor=std if std > 0 else 1.0)
-    out = np.asarray(normalise(clipped), dtype=np.float32)
+    out = np.clip(array, np.float32(low), np.float32(high), dtype=np.float32)
+    mean, std = _mean_and_std(out[mask])
+    out -= np.float32(mean)
+    out /= np.float32(std if std > 0 else 1.0)
     out[~mask] = 0.0
     return out
 
 
+def _mean_and_std(values: np.ndarray) -> tuple[float, float]:
+    return float(values.mean()), float(values.std())
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What the network runs on: the normalised image ``[C, x, y, z]``, its grid, and the body/brain mask."""
+
+    image: np.ndarray
+    grid: Grid
+    foreground: np.ndarray
+
+
+def prepare_input(volume: Volume, spec) -> ModelInput:
+    """Resample ``volume`` onto the model grid of a `bundles.ModelSpec`, normalise it and find its foreground."""
+    resampled, grid = to_model_grid(volume, spec.spacing)
+    foreground = body_mask(resampled, spec.intensity["kind"])
+    return ModelInput(normalise_intensity(resampled, spec.intensity)[None], grid, foreground)
+
+
 def prepare(volume: Volume, spec) -> tuple[np.ndarray, Grid]:
     """The network's input for ``volume`` under a `bundles.ModelSpec`: ``[1, x, y, z]`` float32 and its grid."""
-    resampled, grid = to_model_grid(volume, spec.spacing)
-    return normalise_intensity(resampled, spec.intensity)[None], grid
+    model_input = prepare_input(volume, spec)
+    return model_input.image, model_input.grid
