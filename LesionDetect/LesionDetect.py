@@ -349,6 +349,9 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(f"Lesion detection failed:\n\n{outcome.error}", windowTitle="LesionDetect")
         else:
             self.showResults(outcome.nodes)
+            if outcome.warnings:
+                self.ui.statusLabel.text += " Check the warning."
+                slicer.util.warningDisplay("\n\n".join(outcome.warnings), windowTitle="LesionDetect")
 
     # Results
 
@@ -404,11 +407,12 @@ class DetectionCancelledError(DetectionError):
 
 @dataclass
 class RunOutcome:
-    """How a run ended: result nodes, an error message, or cancelled."""
+    """How a run ended: result nodes (with the detection's warnings), an error message, or cancelled."""
 
     nodes: DetectionNodes | None = None
     error: str | None = None
     cancelled: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -422,6 +426,7 @@ class _Run:
     completionCallback: Callable[[RunOutcome], None] | None
     cancelRequested: bool = False
     errorEvent: ProgressEvent | None = None
+    warnings: list[str] = field(default_factory=list)
     stderrTail: deque = field(default_factory=lambda: deque(maxlen=40))
     outcome: RunOutcome | None = None
 
@@ -626,6 +631,9 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
             return
         if event.stage == "error":
             self._run.errorEvent = event
+        elif event.stage == "warning":
+            self._run.warnings.append(event.message)
+            logging.warning(f"LesionDetect: {event.message}")
         else:
             self._run.report(event)
 
@@ -646,7 +654,7 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
                 run.report(ProgressEvent("load", 1.0, "creating segmentation, points and table"))
                 nodes = LesionDetectResults.loadResults(os.path.join(run.folder, "output"), INPUT_STEM,
                                                         run.volumeNode, run.showIn3D)
-                run.outcome = RunOutcome(nodes=nodes)
+                run.outcome = RunOutcome(nodes=nodes, warnings=run.warnings)
         except Exception as error:
             logging.exception("LesionDetect: loading the results failed")
             run.outcome = RunOutcome(error=f"The results could not be loaded: {error}")

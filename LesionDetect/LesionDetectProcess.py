@@ -35,7 +35,7 @@ FinishedCallback = Callable[[int], None]
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One ``--progress jsonl`` line: ``stage`` is read|load_model|preprocess|inference|postprocess|write|done|error."""
+    """One ``--progress jsonl`` line: ``stage`` is read|load_model|preprocess|inference|postprocess|write|warning|done|error."""
 
     stage: str
     fraction: float

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LesionDetectError, ModelBundleError
+from .input_checks import REQUIREMENT_CHECKS
 
 FORMAT_VERSION = 1
 SPEC_FILE, WEIGHTS_FILE = "model.json", "weights.pt"
@@ -60,6 +61,7 @@ class ModelSpec:
     weights: dict[str, str]
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    input_requirements: list[str] = field(default_factory=list)  # names in input_checks.REQUIREMENT_CHECKS
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "model.json") -> ModelSpec:
@@ -67,7 +69,7 @@ class ModelSpec:
         if not isinstance(data, dict):
             raise ModelBundleError(f"{source}: must hold a JSON object")
         known = {f.name for f in fields(cls)}
-        optional = {"provenance", "metrics"}
+        optional = {"provenance", "metrics", "input_requirements"}
         problems = [f"missing field {name!r}" for name in sorted(known - optional - data.keys())]
         problems += [f"unknown field {name!r}" for name in sorted(data.keys() - known)]
         if not problems:
@@ -103,6 +105,9 @@ def _value_problems(data: dict[str, Any]) -> list[str]:
         (isinstance(data["batch_size"], int) and data["batch_size"] >= 1, "batch_size must be ≥ 1"),
         (isinstance(data["threshold"], (int, float)) and 0 < data["threshold"] < 1, "threshold must be in (0, 1)"),
         (isinstance(data["min_lesion_mm3"], (int, float)) and data["min_lesion_mm3"] >= 0, "min_lesion_mm3 ≥ 0"),
+        (_is_list(data.get("input_requirements", []), str)
+         and set(data.get("input_requirements", [])) <= set(REQUIREMENT_CHECKS),
+         f"input_requirements: a list of {sorted(REQUIREMENT_CHECKS)}"),
         (isinstance(data["weights"], dict) and data["weights"].get("file") == WEIGHTS_FILE
          and isinstance(data["weights"].get("sha256"), str) and len(data["weights"]["sha256"]) == 64,
          f"weights must be {{file: {WEIGHTS_FILE}, sha256: 64 hex digits}}"),

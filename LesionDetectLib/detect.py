@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from .bundles import Model, load_model
 from .errors import ModalityMismatchError
+from .input_checks import input_warnings
 from .io import validate_volume
 from .resources import check_memory
 from .result import DetectionResult
@@ -52,6 +53,13 @@ def detect(
     device = infer.resolve_device(device)
 
     warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        progress("warning", 0.1, message)
+
+    for message in input_warnings(volume, spec.input_requirements):
+        warn(message)
     check_memory(volume.array.shape, preprocess.model_grid(volume, tuple(spec.spacing)).size)
     progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
     model_input = preprocess.prepare_input(volume, spec)
@@ -60,7 +68,7 @@ def detect(
         model.network, model_input.image, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
         batch_size or infer.default_batch_size(spec.batch_size, device), device,
         on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"),
-        warn=lambda message: (warnings.append(message), progress("inference", 0.15, message)),
+        warn=warn,
         foreground=model_input.foreground,
     )
     progress("postprocess", 0.85, "probabilities onto the input grid")

@@ -52,6 +52,7 @@ slicer.util.loadMarkups(fileName)                                Base/Python/sli
 slicer.util.getNodesByClass(className)                           Base/Python/slicer/util.py
 slicer.util.loadUI(path) / childWidgetVariables(widget)          Base/Python/slicer/util.py
 slicer.util.errorDisplay(text, windowTitle=…)                    Base/Python/slicer/util.py
+slicer.util.warningDisplay(text, windowTitle=…)                  Base/Python/slicer/util.py
 slicer.util.confirmOkCancelDisplay(text, windowTitle=…)          Base/Python/slicer/util.py
 slicer.util.tryWithErrorDisplay(message, waitCursor=…)           Base/Python/slicer/util.py (shows, then re-raises)
 slicer.util.pip_install(requirements)                            Base/Python/slicer/util.py (→ slicer.packaging)
@@ -691,6 +692,9 @@ def _makeUtil(state: SlicerDouble) -> types.ModuleType:
     def errorDisplay(text, windowTitle=None, parent=None, standardButtons=None, **kwargs):
         state.record("errorDisplay", text, windowTitle)
 
+    def warningDisplay(text, windowTitle=None, parent=None, standardButtons=None, **kwargs):
+        state.record("warningDisplay", text, windowTitle)
+
     def confirmOkCancelDisplay(text, windowTitle=None, parent=None, **kwargs):
         state.record("confirmOkCancelDisplay", text, windowTitle)
         return state.confirmAnswer
@@ -722,7 +726,7 @@ def _makeUtil(state: SlicerDouble) -> types.ModuleType:
                 setattr(ui, child.name, child)
         return ui
 
-    for function in (exportNode, loadSegmentation, loadMarkups, getNodesByClass, addVolumeFromArray, errorDisplay,
+    for function in (exportNode, loadSegmentation, loadMarkups, getNodesByClass, addVolumeFromArray, errorDisplay, warningDisplay,
                      confirmOkCancelDisplay, tryWithErrorDisplay, pip_install, delayDisplay, loadUI,
                      childWidgetVariables):
         setattr(util, function.__name__, function)

@@ -113,8 +113,8 @@ class FakeRunner:
     "crash" (a traceback on stderr, no JSON), "hang" (runs until cancelled).
     """
 
-    def __init__(self, behaviour="succeed", writer=write_outputs_fixture):
-        self.behaviour, self.writer = behaviour, writer
+    def __init__(self, behaviour="succeed", writer=write_outputs_fixture, warnings=()):
+        self.behaviour, self.writer, self.warnings = behaviour, writer, warnings
         self.commands, self.environments = [], []
         self._callbacks = None
         self._cancelled = False
@@ -140,6 +140,8 @@ class FakeRunner:
         elif self.behaviour == "succeed":
             for stage, fraction in (("read", 0.0), ("load_model", 0.05), ("inference", 0.5), ("write", 0.95)):
                 out(json.dumps({"stage": stage, "fraction": fraction, "message": f"{stage} step"}))
+            for warning in self.warnings:
+                out(json.dumps({"stage": "warning", "fraction": 0.1, "message": warning}))
             self.writer(command[command.index("detect") + 1], command[command.index("-o") + 1], "volume")
             out(json.dumps({"stage": "done", "fraction": 1.0, "message": "1 written"}))
             exit_code = 0
@@ -417,6 +419,17 @@ def test_failed_run_reports_the_library_message_and_changes_nothing(env):
     assert temporary_leftovers(env) == []
 
 
+def test_detection_warnings_reach_the_outcome_not_the_progress_bar(env):
+    warning = "the input does not look skull-stripped (3.1 L of tissue; a brain alone is under 2 L)"
+    logic = make_logic(env, FakeRunner(warnings=[warning]))
+    outcomes, progress = [], []
+    logic.process(make_volume(env).node, waitForCompletion=False, progressCallback=progress.append,
+                  completionCallback=outcomes.append)
+    logic.processRunner.poll()
+    assert outcomes[0].warnings == [warning] and outcomes[0].nodes is not None
+    assert "warning" not in [event.stage for event in progress]
+
+
 def test_crash_without_json_reports_stderr(env):
     logic = make_logic(env, FakeRunner("crash"))
     with pytest.raises(env.module.DetectionFailedError, match="CUDA error: out of memory"):
@@ -586,6 +599,16 @@ def test_widget_shows_the_failure_message(env, widget):
     (call,) = env.state.callsNamed("errorDisplay")
     assert "is for CT but the input is MR" in call[1]
     assert widget.ui.applyButton.text == "Detect lesions"
+
+
+def test_widget_shows_detection_warnings_with_the_results(env, widget):
+    widget.ui.inputVolumeSelector.setCurrentNode(make_volume(env).node)
+    widget.logic.processRunner.warnings = ["the input does not look skull-stripped"]
+    widget.ui.applyButton.click()
+    widget.logic.processRunner.poll()
+    assert widget.ui.resultsTable.rowCount() == 2 and "Check the warning" in widget.ui.statusLabel.text
+    assert env.state.callsNamed("warningDisplay") == [
+        ("warningDisplay", "the input does not look skull-stripped", "LesionDetect")]
 
 
 def test_widget_lists_models_and_applies_their_threshold(env, widget, monkeypatch):

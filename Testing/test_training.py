@@ -28,6 +28,7 @@ from LesionDetectLib.lesions import Lesion
 from LesionDetectLib.training import Recipe, load_dataset, split_cases, train, validate_dataset
 from LesionDetectLib.training.dataset import Case, LabelledDataset, fold_assignment
 from LesionDetectLib.training.recipe import unet_kwargs
+from LesionDetectLib.training.bundle import model_spec
 
 SPACING = (1.2, 0.9, 2.0)
 ORIGIN = (12.5, -40.25, 30.0)
@@ -376,6 +377,7 @@ def test_cli_options_become_the_recipe(dataset):
         "train", str(dataset), "-o", "out", "--recipe", "cpu", "--spacing", "2", "--patch-size", "32,32,16",
         "--intensity", "ct:-100,200", "--copy-paste", "0.3", "--no-flip", "--epochs", "7", "--seed", "5",
         "--network-kwargs", '{"channels": [8, 16, 32, 64, 128]}', "--folds", "5", "--fold", "2",
+        "--input-requirement", "skull-stripped",
     ])
     assert args.run is cli_train.run and args.folds == 5 and args.fold == 2 and not args.resume
     recipe = cli_train.recipe_changes(args)
@@ -383,6 +385,10 @@ def test_cli_options_become_the_recipe(dataset):
     assert recipe.intensity == {"kind": "ct", "window": [-100.0, 200.0]}
     assert recipe.copy_paste == 0.3 and recipe.flip is False and recipe.epochs == 7 and recipe.seed == 5
     assert recipe.network_kwargs["channels"] == [8, 16, 32, 64, 128] and recipe.network_kwargs["num_res_units"] == 1
+    assert recipe.input_requirements == ("skull-stripped",)
+    assert model_spec(recipe, "m", "MR", recipe.resolved_intensity("MR"), [], "")["input_requirements"] == [
+        "skull-stripped"]
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
     assert recipe.lr == Recipe().lr  # untouched options keep the preset's value
     resumed = parser.parse_args(["train", str(dataset), "-o", "out", "--resume", "--epochs", "9"])
     assert cli_train.recipe_changes(resumed) == {"epochs": 9}

@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         stream = sys.stderr if args.progress == "jsonl" else sys.stdout
         for path, result in summary.written.items():
             print(f"{path}: {len(result.lesions)} lesion(s)\n{lesion_table(result.lesions)}", file=stream)
+    for path, result in summary.written.items():
+        for warning in result.warnings:
+            print(f"lesiondetect: warning: {path}: {warning}", file=sys.stderr)
     for path, error in summary.failed.items():
         message = str(error) if str(path) in str(error) else f"{path}: {error}"
         print(f"lesiondetect: failed: {message}", file=sys.stderr)

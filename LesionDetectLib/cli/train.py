@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..input_checks import REQUIREMENT_CHECKS
 from ..progress import MODES
 from ..training.recipe import CACHE_MODES, LESION_RULES, LOSSES, PRESETS, SELECT_METRICS
 from .common import non_negative, positive_int, probability
@@ -104,6 +105,10 @@ def add_parser(subparsers) -> None:
     model.add_argument("--modality", choices=("CT", "MR"), help="default: from dataset.json, else guessed")
     model.add_argument("--intensity", type=_intensity,
                        help="ct:LOW,HIGH HU window (default ct:-200,300) or mr:LOW,HIGH percentiles (default mr:0.5,99.5)")
+    model.add_argument("--input-requirement", dest="input_requirements", action="append",
+                       choices=sorted(REQUIREMENT_CHECKS), metavar="NAME",
+                       help="what inputs must be like, checked with a warning at detection "
+                            f"({', '.join(sorted(REQUIREMENT_CHECKS))}; repeatable)")
     model.add_argument("--spacing", type=_triple(float), help="model grid spacing in mm (one or three values)")
     model.add_argument("--patch-size", type=_triple(int), help="patch size in voxels (one or three values)")
     model.add_argument("--network", help="MONAI network name (UNet, BasicUNet, SegResNet, DynUNet, …)")
@@ -147,7 +152,7 @@ def add_parser(subparsers) -> None:
 
 
 RECIPE_OPTIONS = (
-    "name", "description", "modality", "intensity", "spacing", "patch_size", "threshold", "min_lesion_mm3",
+    "name", "description", "modality", "intensity", "input_requirements", "spacing", "patch_size", "threshold", "min_lesion_mm3",
     "overlap", "sw_batch_size", "loss", "lr", "weight_decay", "warmup_epochs", "epochs", "iterations_per_epoch", "batch_size",
     "samples_per_case", "positive_fraction", "amp", "seed", "flip", "affine", "rotate_degrees", "scale_range",
     "intensity_augment", "copy_paste", "val_interval", "lesion_rule", "select_metric", "num_workers", "cache",
@@ -159,6 +164,8 @@ def recipe_changes(args: argparse.Namespace):
     from ..training.recipe import default_preset, preset
 
     changes = {key: getattr(args, key) for key in RECIPE_OPTIONS if getattr(args, key, None) is not None}
+    if "input_requirements" in changes:
+        changes["input_requirements"] = tuple(changes["input_requirements"])
     if changes.get("intensity") and set(changes["intensity"]) == {"kind"}:
         kind = changes.pop("intensity")["kind"]
         changes.setdefault("modality", "CT" if kind == "ct" else "MR")

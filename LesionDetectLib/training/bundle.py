@@ -68,6 +68,7 @@ def model_spec(
         "batch_size": int(recipe.sw_batch_size), "labels": dict(LABELS), "threshold": float(recipe.threshold),
         "min_lesion_mm3": float(recipe.min_lesion_mm3), "weights": {"file": "weights.pt", "sha256": sha256},
         "provenance": json_safe(provenance or {}), "metrics": json_safe(metrics or {}),
+        "input_requirements": list(recipe.input_requirements),
     }
     ModelSpec.from_dict(spec, source=f"model {name!r}")
     return spec

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..bundles import MODALITIES
 from ..errors import LesionDetectError
+from ..input_checks import REQUIREMENT_CHECKS
 from ..networks import MONAI_NETWORKS
 
 LOSSES = ("dicece", "dicefocal")
@@ -47,6 +48,7 @@ class Recipe:
     description: str = ""
     modality: str | None = None
     intensity: dict[str, Any] | None = None
+    input_requirements: tuple[str, ...] = ()  # e.g. ("skull-stripped",): checked (with a warning) at detection
     # grid and network
     spacing: tuple[float, float, float] = (1.5, 1.5, 1.5)
     patch_size: tuple[int, int, int] = (64, 64, 64)
@@ -87,6 +89,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["spacing"], data["patch_size"] = list(self.spacing), list(self.patch_size)
+        data["input_requirements"] = list(self.input_requirements)
         return data
 
     @classmethod
@@ -96,7 +99,7 @@ class Recipe:
         if unknown:
             raise LesionDetectError(f"unknown recipe field(s): {', '.join(unknown)}")
         values = dict(data)
-        for key in ("spacing", "patch_size"):
+        for key in ("spacing", "patch_size", "input_requirements"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -126,6 +129,8 @@ class Recipe:
             (self.modality is None or self.modality in MODALITIES, f"modality must be one of {MODALITIES}"),
             (intensity is None or _intensity_ok(intensity),
              "intensity must be {kind: ct, window: [low, high]} or {kind: mr, percentiles: [low, high]}"),
+            (set(self.input_requirements) <= set(REQUIREMENT_CHECKS),
+             f"input requirements must be among {sorted(REQUIREMENT_CHECKS)}"),
             (len(self.spacing) == 3 and all(_finite(s) and s > 0 for s in self.spacing), "spacing: 3 positive mm"),
             (len(self.patch_size) == 3 and all(isinstance(p, int) and p > 0 for p in self.patch_size),
              "patch size: 3 positive integers"),
