@@ -26,9 +26,9 @@ from LesionDetectLib.bundles import import_model, open_bundle
 from LesionDetectLib.errors import DatasetError, LesionDetectError
 from LesionDetectLib.lesions import Lesion
 from LesionDetectLib.training import Recipe, load_dataset, split_cases, train, validate_dataset
+from LesionDetectLib.training.bundle import model_spec
 from LesionDetectLib.training.dataset import Case, LabelledDataset, fold_assignment
 from LesionDetectLib.training.recipe import unet_kwargs
-from LesionDetectLib.training.bundle import model_spec
 
 SPACING = (1.2, 0.9, 2.0)
 ORIGIN = (12.5, -40.25, 30.0)
