@@ -64,12 +64,10 @@ def detect(
     progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
     model_input = preprocess.prepare_input(volume, spec)
     progress("inference", 0.15, f"{spec.network['name']} on {device}, grid {model_input.grid.size}")
-    model_probability, device = infer.probabilities_with_fallback(
-        model.network, model_input.image, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
+    model_probability, device = infer.model_grid_probability(
+        model.network, model_input, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
         batch_size or infer.default_batch_size(spec.batch_size, device), device,
-        on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"),
-        warn=warn,
-        foreground=model_input.foreground,
+        on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"), warn=warn,
     )
     progress("postprocess", 0.85, "probabilities onto the input grid")
     probability = preprocess.to_input_grid(model_probability, model_input.grid, volume)

@@ -134,6 +134,16 @@ def probabilities_with_fallback(network_for, image, patch_size, overlap, batch_s
     return probabilities(network_for(where), image, patch_size, overlap, batch, where, on_progress, **masking), where
 
 
+def model_grid_probability(network_for, model_input, patch_size, overlap, batch_size, device, on_progress=None,
+                           warn: Callable[[str], None] = print) -> tuple[np.ndarray, str]:
+    """The lesion probability of a `preprocess.ModelInput` on its grid, as `detect` and training validation
+    compute it: windows with body/brain only, and 0 where the scan is constant padding; (map, device used)."""
+    probability, device = probabilities_with_fallback(network_for, model_input.image, patch_size, overlap, batch_size,
+                                                      device, on_progress, warn, foreground=model_input.foreground)
+    probability[~model_input.scanned] = 0.0
+    return probability, device
+
+
 def _lesion_probability(logits):
     """Sigmoid of one output channel, or the softmax probability of class 1 for two or more."""
     import torch

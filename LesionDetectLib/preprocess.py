@@ -103,13 +103,14 @@ def foreground_mask(array: np.ndarray) -> np.ndarray:
     return np.ones(array.shape, bool) if background is None else array != background
 
 
-def body_mask(resampled: np.ndarray, kind: str) -> np.ndarray:
+def body_mask(resampled: np.ndarray, kind: str, scanned: np.ndarray | None = None) -> np.ndarray:
     """Body (CT: above ``CT_AIR_HU``) or brain (MR: not the constant background) voxels of a model-grid image.
 
     ``kind`` is the bundle's intensity kind (``"ct"`` or ``"mr"``); ``resampled`` holds the raw intensities
     (Hounsfield units for CT) before normalisation. A scan without a constant background is all foreground.
+    ``scanned`` is ``foreground_mask(resampled)`` when already computed.
     """
-    mask = foreground_mask(resampled)
+    mask = foreground_mask(resampled) if scanned is None else scanned
     return mask & (resampled > CT_AIR_HU) if kind == "ct" else mask
 
 
@@ -144,18 +145,22 @@ def _mean_and_std(values: np.ndarray) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class ModelInput:
-    """What the network runs on: the normalised image ``[C, x, y, z]``, its grid, and the body/brain mask."""
+    """What the network runs on: the normalised image ``[C, x, y, z]`` and its grid; ``foreground``, the
+    body/brain whose windows are run; ``scanned``, the voxels that are not constant padding (a skull-stripped
+    scan's background), where no lesion can be."""
 
     image: np.ndarray
     grid: Grid
     foreground: np.ndarray
+    scanned: np.ndarray
 
 
 def prepare_input(volume: Volume, spec) -> ModelInput:
     """Resample ``volume`` onto the model grid of a `bundles.ModelSpec`, normalise it and find its foreground."""
     resampled, grid = to_model_grid(volume, spec.spacing)
-    foreground = body_mask(resampled, spec.intensity["kind"])
-    return ModelInput(normalise_intensity(resampled, spec.intensity)[None], grid, foreground)
+    scanned = foreground_mask(resampled)
+    foreground = body_mask(resampled, spec.intensity["kind"], scanned)
+    return ModelInput(normalise_intensity(resampled, spec.intensity)[None], grid, foreground, scanned)
 
 
 def prepare(volume: Volume, spec) -> tuple[np.ndarray, Grid]:

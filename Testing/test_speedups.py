@@ -187,7 +187,7 @@ def ct_in_a_large_field_of_view() -> Volume:
 
 def full_sliding_window(monkeypatch):
     """Make `detect` run every window: the body mask says everything is foreground."""
-    monkeypatch.setattr(preprocess, "body_mask", lambda resampled, kind: np.ones(resampled.shape, bool))
+    monkeypatch.setattr(preprocess, "body_mask", lambda resampled, kind, scanned=None: np.ones(resampled.shape, bool))
 
 
 def assert_same_detection(fast, full, volume: Volume, model_input) -> None:

@@ -230,7 +230,7 @@ def test_training_arrays_are_the_inference_preprocessing(dataset):
 
     case = load_dataset(dataset).training[0]
     intensity = {"kind": "mr", "percentiles": [0.5, 99.5]}
-    image, label, body = prepare_case(case.image, case.label, (1.5, 1.5, 1.5), intensity, "MR")
+    image, label, body = prepare_case(case.image, case.label, (1.5, 1.5, 1.5), intensity)
     spec = argparse.Namespace(spacing=[1.5, 1.5, 1.5], intensity=intensity)
     expected, grid = preprocess.prepare(read_volume(case.image), spec)
     np.testing.assert_array_equal(image, expected)

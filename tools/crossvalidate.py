@@ -3,10 +3,10 @@
 For each fold: ``lesiondetect train DATALIST --folds K --fold F`` (plus the recipe flags given after ``--``),
 then ``lesiondetect detect`` on that fold's validation cases (never seen in its training) with
 ``--save-probability``. Every case is validated exactly once. The saved probability maps are then
-re-thresholded at each threshold of a grid and evaluated with ``lesiondetect evaluate`` under each lesion
-type's rule; the threshold maximising the mean F1 over the lesion types is the one to ship. Everything is
-written under OUT (fold bundles, predictions, ``evaluation/t<threshold>/<type>/summary.json`` and
-``cv_summary.json``).
+re-thresholded at each (threshold, minimum lesion volume) of a grid and evaluated with ``lesiondetect
+evaluate`` under each lesion type's rule; the pair maximising the mean F1 over the lesion types is the one
+to ship (``selected`` in ``cv_summary.json``). Everything is written under OUT (fold bundles, predictions,
+``evaluation/t<threshold>-m<mm3>/<rule>/summary.json`` and ``cv_summary.json``).
 
     python tools/crossvalidate.py DATALIST OUT --folds 5 --rules glioma=glioma "multiple sclerosis=ms" -- \\
         --recipe cpu --spacing 2 --epochs 20
@@ -20,7 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+MIN_VOLUMES_MM3 = (10.0, 50.0, 200.0)
 
 
 def lesiondetect(*args: str) -> None:
@@ -50,25 +51,43 @@ def run_fold(datalist: Path, out: Path, folds: int, fold: int, recipe_args: list
                          "--progress", "none", "--quiet")
 
 
-def rethreshold(out: Path, threshold: float) -> Path:
-    """Predictions at ``threshold`` from the saved probability maps (same post-processing as `detect`)."""
+def rethreshold(out: Path, threshold: float, min_volume_mm3: float) -> Path:
+    """Predictions at ``threshold`` and ``min_volume_mm3`` from the saved probability maps (as `detect` does)."""
     import SimpleITK as sitk
 
     from LesionDetectLib.lesions import from_probability
     from LesionDetectLib.result import DetectionResult
     from LesionDetectLib.volume import Volume
 
-    target = out / "predictions" / f"t{threshold:.2f}"
+    target = out / "predictions" / setting_name(threshold, min_volume_mm3)
     for case_dir in sorted((out / "probabilities").iterdir()):
         for probability_path in case_dir.glob("*.probability.nrrd"):
             stem = probability_path.name[: -len(".probability.nrrd")]
             probability = Volume.from_sitk(sitk.ReadImage(str(probability_path)))
             spec = json.loads((case_dir / f"{stem}.lesions.json").read_text())["settings"]
-            lesions, label_map = from_probability(probability.array, probability, threshold,
-                                                  spec["min_volume_mm3"], measure_surfaces=False)
+            lesions, label_map = from_probability(probability.array, probability, threshold, min_volume_mm3,
+                                                  measure_surfaces=False)
             result = DetectionResult(probability, lesions, label_map, probability.array, threshold, spec["model"])
             result.write(target / case_dir.name, stem)
     return target
+
+
+def setting_name(threshold: float, min_volume_mm3: float) -> str:
+    return f"t{threshold:.2f}-m{min_volume_mm3:g}"
+
+
+def value(metrics: dict, name: str) -> float:
+    """A metric of ``summary.json`` (null, when undefined, counts as 0)."""
+    return metrics[name]["value"] or 0.0
+
+
+def mean_f1(scores: dict[str, dict]) -> float:
+    return sum(value(score["metrics"], "f1") for score in scores.values()) / len(scores)
+
+
+def brief(metrics: dict) -> str:
+    return (f"sens {value(metrics, 'sensitivity'):.2f} FP/case {value(metrics, 'fp_per_case'):.1f} "
+            f"F1 {value(metrics, 'f1'):.2f} Dice {value(metrics, 'dice'):.2f}")
 
 
 def main() -> None:
@@ -83,18 +102,24 @@ def main() -> None:
     rules = dict(item.split("=", 1) for item in args.rules)
     for fold in range(args.folds):
         run_fold(args.datalist, args.out, args.folds, fold, recipe_args)
-    summary: dict[str, dict] = {}
+    grid: dict[str, dict] = {}
     for threshold in THRESHOLDS:
-        predictions = rethreshold(args.out, threshold)
-        scores = {}
-        for lesion_type, rule in rules.items():
-            report = args.out / "evaluation" / f"t{threshold:.2f}" / rule
-            lesiondetect("evaluate", "--pred", str(predictions), "--ref", str(args.datalist), "--rule", rule,
-                         "--filter", f"lesion_type={lesion_type}", "-o", str(report), "--threshold", "0")
-            scores[lesion_type] = json.loads((report / "summary.json").read_text())
-        summary[f"{threshold:.2f}"] = scores
+        for min_volume in MIN_VOLUMES_MM3:
+            name = setting_name(threshold, min_volume)
+            predictions = rethreshold(args.out, threshold, min_volume)
+            scores = {}
+            for lesion_type, rule in rules.items():
+                report = args.out / "evaluation" / name / rule
+                lesiondetect("evaluate", "--pred", str(predictions), "--ref", str(args.datalist), "--rule", rule,
+                             "--filter", f"lesion_type={lesion_type}", "-o", str(report), "--threshold", "0")
+                scores[lesion_type] = json.loads((report / "summary.json").read_text())
+            grid[name] = {"threshold": threshold, "min_lesion_mm3": min_volume, "scores": scores}
+    selected = max(grid, key=lambda name: mean_f1(grid[name]["scores"]))
+    summary = {"selected": selected, "selection": "highest mean lesion-wise F1 over the lesion types", "grid": grid}
     (args.out / "cv_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    print(json.dumps({t: {k: v["metrics"] for k, v in s.items()} for t, s in summary.items()}, indent=1)[:4000])
+    for name, entry in grid.items():
+        print(f"{name}{' *' if name == selected else '  '} " + "  ".join(
+            f"{kind}: {brief(score['metrics'])}" for kind, score in entry["scores"].items()))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ draws exactly the batches an uninterrupted run draws, with the optimiser, schedu
 states restored.
 
 Validation runs every ``val_interval`` epochs (and after the last) on whole validation volumes through the
-functions `detect` uses: `preprocess.prepare` → `infer.probabilities` (sliding window) →
+functions `detect` uses: `preprocess.prepare_input` → `infer.model_grid_probability` (sliding window) →
 `preprocess.to_input_grid` → `lesions.from_probability`, with the bundle's own spec; predictions are matched
 to the reference lesions with the `evaluation` package (lesion-wise sensitivity, precision, F1, FP per
 case, CPM) and whole-case Dice is computed on the input grid.
@@ -205,8 +205,7 @@ class ValidationCase:
 
     case: Case
     volume: Volume
-    image: np.ndarray
-    grid: preprocess.Grid
+    model_input: preprocess.ModelInput
     reference: Any  # evaluation.ReferenceSet
     mask: np.ndarray  # reference lesion mask on the input grid
 
@@ -224,19 +223,18 @@ def prepare_validation(cases: Sequence[Case], spec: ModelSpec, default_rule: str
     prepared = []
     for case in cases:
         volume = read_volume(case.image)
-        image, grid = preprocess.prepare(volume, spec)
         mask = volume.with_array(read_mask(case.label).array)
         reference = reference_lesions(mask, RULES[rule_for(case, default_rule)])
-        prepared.append(ValidationCase(case, volume, image, grid, reference, mask.array > 0))
+        prepared.append(ValidationCase(case, volume, preprocess.prepare_input(volume, spec), reference, mask.array > 0))
     return prepared
 
 
 def predict_case(network, item: ValidationCase, spec: ModelSpec, device: str):
     """(lesions, label map) for one case, by the inference path of `detect`."""
-    probability = infer.probabilities(
-        network, item.image, tuple(spec.patch_size), spec.overlap, spec.batch_size, device
+    probability, _ = infer.model_grid_probability(
+        lambda _device: network, item.model_input, tuple(spec.patch_size), spec.overlap, spec.batch_size, device
     )
-    probability = preprocess.to_input_grid(probability, item.grid, item.volume)
+    probability = preprocess.to_input_grid(probability, item.model_input.grid, item.volume)
     return lesions.from_probability(
         probability, item.volume, spec.threshold, spec.min_lesion_mm3, VALIDATION_MAX_LESIONS,
         measure_surfaces=False,

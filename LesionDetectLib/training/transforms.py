@@ -27,7 +27,6 @@ from .recipe import Recipe
 
 IMAGE, LABEL, BODY = "image", "label", "body"
 BYTES_PER_CACHED_VOXEL = 4 + 1 + 1  # float32 image, uint8 label, uint8 body mask
-CT_BODY_HU = -500.0
 
 
 def case_item(case: Case) -> dict[str, str]:
@@ -35,13 +34,7 @@ def case_item(case: Case) -> dict[str, str]:
     return {"case": case.id, IMAGE: str(case.image), LABEL: str(case.label)}
 
 
-def body_mask(resampled: np.ndarray, modality: str) -> np.ndarray:
-    """Voxels inside the body/brain on the model grid: not the constant background, and not air in CT."""
-    mask = preprocess.foreground_mask(resampled)
-    return mask & (resampled > CT_BODY_HU) if modality == "CT" else mask
-
-
-def prepare_case(image_path: str | Path, label_path: str | Path, spacing, intensity: dict, modality: str):
+def prepare_case(image_path: str | Path, label_path: str | Path, spacing, intensity: dict):
     """(image ``[1,x,y,z]`` float32, label ``[1,x,y,z]`` uint8 0/1, body ``[1,x,y,z]`` uint8) on the model grid.
 
     The image goes through `preprocess.to_model_grid` + `preprocess.normalise_intensity`, i.e. what
@@ -54,19 +47,19 @@ def prepare_case(image_path: str | Path, label_path: str | Path, spacing, intens
     image = preprocess.normalise_intensity(resampled, intensity)
     mask = volume.with_array(read_mask(label_path).array)  # same grid as the image (checked by the dataset)
     label, _ = preprocess.to_model_grid(mask, spacing, interpolate="nearest")
-    body = body_mask(resampled, modality)
+    body = preprocess.body_mask(resampled, intensity["kind"])
     return image[None], (label > 0.5).astype(np.uint8)[None], body.astype(np.uint8)[None]
 
 
 class LoadPreprocessd(MapTransform):
     """Read a case's image and label and put them on the model grid (deterministic, so MONAI caches it)."""
 
-    def __init__(self, spacing, intensity: dict, modality: str):
+    def __init__(self, spacing, intensity: dict):
         super().__init__(keys=[IMAGE, LABEL])
-        self.spacing, self.intensity, self.modality = tuple(spacing), dict(intensity), modality
+        self.spacing, self.intensity = tuple(spacing), dict(intensity)
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        image, label, body = prepare_case(data[IMAGE], data[LABEL], self.spacing, self.intensity, self.modality)
+        image, label, body = prepare_case(data[IMAGE], data[LABEL], self.spacing, self.intensity)
         return {"case": data["case"], IMAGE: torch.from_numpy(image), LABEL: torch.from_numpy(label),
                 BODY: torch.from_numpy(body)}
 
@@ -153,7 +146,7 @@ def cached_cases(
         available = available_memory_bytes()
         mode = "memory" if available is None or estimated_bytes < available // 2 else "disk"
     items = [case_item(case) for case in cases]
-    transform = Compose([LoadPreprocessd(recipe.spacing, intensity, modality)])
+    transform = Compose([LoadPreprocessd(recipe.spacing, intensity)])
     if mode == "memory":
         return CacheDataset(items, transform, cache_rate=1.0, num_workers=threads, progress=False, copy_cache=False)
     if mode == "disk":
