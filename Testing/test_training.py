@@ -274,6 +274,16 @@ def test_random_patches_copy_paste_and_cache(dataset):
 # ------------------------------------------------------------------------------------------ training
 
 
+def test_select_last_ships_the_final_epoch_whatever_validation_says(dataset, tmp_path):
+    out = tmp_path / "last"
+    train(dataset, out, tiny_recipe(select_metric="last", epochs=3, iterations_per_epoch=2), progress="none")
+    spec = open_bundle(out).spec
+    assert spec.provenance["training"]["weights_epoch"] == 3 and spec.metrics["validation"]["epoch"] == 3
+    shipped = torch.load(out / "weights.pt", weights_only=True)
+    final = torch.load(out / "checkpoints" / "last.pt", weights_only=False)["network"]
+    assert all(torch.equal(shipped[name], final[name].cpu()) for name in shipped)
+
+
 def test_training_writes_a_bundle_that_detect_uses(trained, dataset, isolated_models):
     model = open_bundle(trained)  # checksum verified
     spec = model.spec

@@ -145,7 +145,9 @@ def add_parser(subparsers) -> None:
     checks.add_argument("--val-interval", type=positive_int, help="validate every N epochs")
     checks.add_argument("--lesion-rule", choices=LESION_RULES,
                         help="lesion matching rule for cases without a known lesion_type tag")
-    checks.add_argument("--select-metric", choices=SELECT_METRICS, help="metric choosing the best checkpoint")
+    checks.add_argument("--select-metric", choices=SELECT_METRICS,
+                        help="metric choosing the best checkpoint (last: the final epoch, so that "
+                             "cross-validation folds choose nothing)")
     checks.add_argument("--num-workers", type=int, help="data loader worker processes")
     checks.add_argument("--cache", choices=CACHE_MODES, help="where prepared cases are kept")
     parser.set_defaults(run=run)

@@ -427,7 +427,8 @@ class Trainer:
                     metrics = validate(self.model, self.validation, self.spec, context)
                 p.epoch, p.seconds = epoch + 1, p.seconds + time.perf_counter() - started
                 improved = bool(metrics) and (
-                    p.best_score is None or selection_score(metrics, recipe.select_metric) > p.best_score
+                    recipe.select_metric == "last" or p.best_score is None
+                    or selection_score(metrics, recipe.select_metric) > p.best_score
                 )
                 if improved:
                     p.best_epoch, p.best_score = epoch + 1, selection_score(metrics, recipe.select_metric)

@@ -17,7 +17,7 @@ from ..networks import MONAI_NETWORKS
 
 LOSSES = ("dicece", "dicefocal")
 CACHE_MODES = ("auto", "memory", "disk", "none")
-SELECT_METRICS = ("f1", "sensitivity", "dice", "cpm")
+SELECT_METRICS = ("f1", "sensitivity", "dice", "cpm", "last")  # last: the final epoch, chosen by no validation
 LESION_RULES = ("glioma", "ms", "ct-tumour")
 DEFAULT_CT_WINDOW = (-200.0, 300.0)
 DEFAULT_MR_PERCENTILES = (0.5, 99.5)
