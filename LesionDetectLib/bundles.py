@@ -28,6 +28,7 @@ from .errors import LesionDetectError, ModelBundleError
 from .input_checks import REQUIREMENT_CHECKS
 
 FORMAT_VERSION = 1
+DEFAULT_MODELS = {"MR": "brain-mri-lesions", "CT": "ct-tumours"}  # chosen for an input of that modality
 SPEC_FILE, WEIGHTS_FILE = "model.json", "weights.pt"
 MODALITIES = ("CT", "MR")
 INTENSITY_KINDS = ("ct", "mr")
@@ -325,14 +326,17 @@ def load_model(name_or_path: str | Path) -> Model:
 
 
 def default_model_for(modality: str | None) -> str:
-    """The name of the model to use for a modality: the first installed model of that modality."""
-    entries = list_models()
-    matching = [entry for entry in entries if modality is None or entry.modality == modality]
+    """The name of the model to use for a modality: the shipped default (`DEFAULT_MODELS`) when installed,
+    else the first installed model of that modality."""
+    matching = [entry.name for entry in list_models() if modality is None or entry.modality == modality]
+    if DEFAULT_MODELS.get(modality) in matching:
+        return DEFAULT_MODELS[modality]
     if matching:
-        return matching[0].name
+        return matching[0]
     if modality == "CT":
         raise ModelBundleError(
-            "no CT model is installed; import one with 'lesiondetect models import PATH' or pass --model PATH"
+            "no CT model ships with this version of LesionDetect and none is installed; import one with "
+            "'lesiondetect models import PATH' (or pass --model PATH)"
         )
     raise ModelBundleError(f"no {modality or ''} model is installed; pass --model NAME|PATH")
 

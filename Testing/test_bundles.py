@@ -127,8 +127,16 @@ def test_import_list_and_load_by_name(threshold_bundle, isolated_models):
 
 def test_no_ct_model_message(isolated_models, monkeypatch):
     monkeypatch.setattr("LesionDetectLib.bundles.PACKAGE_MODELS", isolated_models / "none")
-    with pytest.raises(ModelBundleError, match="no CT model is installed"):
+    with pytest.raises(ModelBundleError, match="no CT model ships .* import one with 'lesiondetect models import"):
         default_model_for("CT")
+
+
+def test_the_shipped_default_wins_over_other_models_of_its_modality(tmp_path, isolated_models, monkeypatch):
+    monkeypatch.setattr("LesionDetectLib.bundles.PACKAGE_MODELS", isolated_models / "none")
+    import_model(write_threshold_bundle(tmp_path / "a", modality="MR", name="aaa-first-by-name"))
+    assert default_model_for("MR") == "aaa-first-by-name"
+    import_model(write_threshold_bundle(tmp_path / "b", modality="MR", name="brain-mri-lesions"))
+    assert default_model_for("MR") == "brain-mri-lesions"
 
 
 def test_unknown_name(isolated_models):
