@@ -6,7 +6,7 @@ then ``lesiondetect detect`` on that fold's validation cases (never seen in its 
 re-thresholded at each (threshold, minimum lesion volume) of a grid and evaluated with ``lesiondetect
 evaluate`` under each lesion type's rule; the pair maximising the mean F1 over the lesion types is the one
 to ship (``selected`` in ``cv_summary.json``). Everything is written under OUT (fold bundles, predictions,
-``evaluation/t<threshold>-m<mm3>/<rule>/summary.json`` and ``cv_summary.json``).
+``evaluation/t<threshold>-m<mm3>/<lesion type>/summary.json`` and ``cv_summary.json``).
 
     python tools/crossvalidate.py DATALIST OUT --folds 5 --rules glioma=glioma "multiple sclerosis=ms" -- \\
         --recipe cpu --spacing 2 --epochs 20
@@ -72,6 +72,14 @@ def rethreshold(out: Path, threshold: float, min_volume_mm3: float) -> Path:
     return target
 
 
+def evaluate(args: argparse.Namespace, predictions: Path, setting: str, lesion_type: str, rule: str) -> dict:
+    """``lesiondetect evaluate`` of the cases tagged ``lesion_type``; its ``summary.json``."""
+    report = args.out / "evaluation" / setting / lesion_type.replace(" ", "-")
+    lesiondetect("evaluate", "--pred", str(predictions), "--ref", str(args.datalist), "--rule", rule,
+                 "--filter", f"lesion_type={lesion_type}", "-o", str(report), "--threshold", "0")
+    return json.loads((report / "summary.json").read_text())
+
+
 def setting_name(threshold: float, min_volume_mm3: float) -> str:
     return f"t{threshold:.2f}-m{min_volume_mm3:g}"
 
@@ -95,11 +103,15 @@ def main() -> None:
     parser.add_argument("datalist", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--rules", nargs="+", required=True, metavar="LESION_TYPE=RULE")
+    parser.add_argument("--rules", nargs="+", required=True, metavar="LESION_TYPE=RULE",
+                        help="lesion types whose mean F1 chooses the setting, each with its matching rule")
+    parser.add_argument("--lesion-free", nargs="*", default=[], metavar="LESION_TYPE=RULE",
+                        help="types of lesion-free cases: their false positives are reported, not optimised")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args, recipe_args = parser.parse_args(argv[:split]), argv[split + 1 :]
     rules = dict(item.split("=", 1) for item in args.rules)
+    lesion_free = dict(item.split("=", 1) for item in args.lesion_free)
     for fold in range(args.folds):
         run_fold(args.datalist, args.out, args.folds, fold, recipe_args)
     grid: dict[str, dict] = {}
@@ -107,19 +119,16 @@ def main() -> None:
         for min_volume in MIN_VOLUMES_MM3:
             name = setting_name(threshold, min_volume)
             predictions = rethreshold(args.out, threshold, min_volume)
-            scores = {}
-            for lesion_type, rule in rules.items():
-                report = args.out / "evaluation" / name / rule
-                lesiondetect("evaluate", "--pred", str(predictions), "--ref", str(args.datalist), "--rule", rule,
-                             "--filter", f"lesion_type={lesion_type}", "-o", str(report), "--threshold", "0")
-                scores[lesion_type] = json.loads((report / "summary.json").read_text())
-            grid[name] = {"threshold": threshold, "min_lesion_mm3": min_volume, "scores": scores}
+            scores, free = ({lesion_type: evaluate(args, predictions, name, lesion_type, rule)
+                             for lesion_type, rule in kinds.items()} for kinds in (rules, lesion_free))
+            grid[name] = {"threshold": threshold, "min_lesion_mm3": min_volume, "scores": scores, "lesion_free": free}
     selected = max(grid, key=lambda name: mean_f1(grid[name]["scores"]))
     summary = {"selected": selected, "selection": "highest mean lesion-wise F1 over the lesion types", "grid": grid}
     (args.out / "cv_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     for name, entry in grid.items():
         print(f"{name}{' *' if name == selected else '  '} " + "  ".join(
-            f"{kind}: {brief(score['metrics'])}" for kind, score in entry["scores"].items()))
+            f"{kind}: {brief(score['metrics'])}" for kind, score in entry["scores"].items()) + "".join(
+            f"  {kind}: FP/case {value(score['metrics'], 'fp_per_case'):.2f}" for kind, score in entry["lesion_free"].items()))
 
 
 if __name__ == "__main__":
