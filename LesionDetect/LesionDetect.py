@@ -44,7 +44,11 @@ from slicer.util import VTKObservationMixin
 MODULE_FOLDER = os.path.dirname(os.path.abspath(__file__))
 LIBRARY = "LesionDetectLib"
 INPUT_STEM = "volume"
-SAMPLE_FILE = "ms_flair.nrrd"
+# (sample name in Sample Data, file in LesionDetectLib/sample_data, node name)
+SAMPLES = (
+    ("LesionDetect MS FLAIR", "ms_flair.nrrd", "MSFLAIR"),
+    ("LesionDetect sarcoma CT", "ct_sarcoma.nrrd", "SarcomaCT"),
+)
 STAGE_TITLES = {
     "read": "Reading the volume", "load_model": "Loading the model", "preprocess": "Preparing the image",
     "inference": "Running the model", "postprocess": "Measuring lesions", "write": "Writing results",
@@ -78,8 +82,10 @@ class LesionDetect(ScriptedLoadableModule):
         self.parent.acknowledgementText = (
             "Developed by the LesionDetect contributors with MONAI, PyTorch, SimpleITK and 3D Slicer. "
             "The models are trained on public data sets credited in each model's description and in the "
-            "documentation. The sample data set is a brain FLAIR MRI from the Ljubljana 3D MS lesion data set "
-            "(Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7, CC BY)."
+            "documentation. The sample data sets are a brain FLAIR MRI from the Ljubljana 3D MS lesion data set "
+            "(Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7, CC BY) and a soft-tissue "
+            "sarcoma CT from the TCIA Soft-tissue-Sarcoma collection (Vallières et al. 2015, "
+            "doi:10.7937/K9/TCIA.2015.7GO2GSKS, CC BY 3.0)."
         )
         slicer.app.connect("startupCompleted()", registerSampleData)
 
@@ -95,23 +101,24 @@ def libraryFolder() -> str | None:
 
 
 def registerSampleData():
-    """Add the sample volume shipped with the library to the Sample Data module."""
+    """Add the sample volumes shipped with the library to the Sample Data module."""
     import SampleData
 
     folder = libraryFolder()
-    samplePath = os.path.join(folder, "sample_data", SAMPLE_FILE) if folder else None
-    if not samplePath or not os.path.isfile(samplePath):
-        return
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="LesionDetect",
-        sampleName="LesionDetect MS FLAIR",
-        thumbnailFileName=os.path.join(MODULE_FOLDER, "Resources", "Icons", "LesionDetect.png"),
-        uris=pathlib.Path(samplePath).as_uri(),
-        fileNames=f"LesionDetect_{SAMPLE_FILE}",
-        nodeNames="MSFLAIR",
-        checksums=expectedChecksum(os.path.dirname(samplePath), SAMPLE_FILE),
-        loadFileType="VolumeFile",
-    )
+    for sampleName, fileName, nodeName in SAMPLES:
+        samplePath = os.path.join(folder, "sample_data", fileName) if folder else None
+        if not samplePath or not os.path.isfile(samplePath):
+            continue
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(
+            category="LesionDetect",
+            sampleName=sampleName,
+            thumbnailFileName=os.path.join(MODULE_FOLDER, "Resources", "Icons", "LesionDetect.png"),
+            uris=pathlib.Path(samplePath).as_uri(),
+            fileNames=f"LesionDetect_{fileName}",
+            nodeNames=nodeName,
+            checksums=expectedChecksum(os.path.dirname(samplePath), fileName),
+            loadFileType="VolumeFile",
+        )
 
 
 def expectedChecksum(folder: str, fileName: str) -> str | None:

@@ -24,6 +24,14 @@ SAMPLES = {
         "cropped to the brain, 1 mm, with the multi-rater consensus lesion mask",
         credit="Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7 (CC BY)",
     ),
+    "ct-sarcoma": Sample(
+        image="ct_sarcoma.nrrd",
+        reference="ct_sarcoma_lesions.nrrd",
+        description="real CT of a soft-tissue sarcoma of the extremities (TCIA Soft-tissue-Sarcoma, case STS_019 "
+        "of the IBSI validation crops, 5 cm around the tumour, 0.98×0.98×3.27 mm), with the tumour outline",
+        credit="Vallières et al., TCIA 2015, doi:10.7937/K9/TCIA.2015.7GO2GSKS; Phys Med Biol 2015, "
+        "doi:10.1088/0031-9155/60/14/5471; Clark et al., J Digit Imaging 2013 (CC BY 3.0)",
+    ),
 }
 
 

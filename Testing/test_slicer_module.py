@@ -10,6 +10,7 @@ outputs are written from that file alone, and the double's readers parse them ba
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -19,6 +20,7 @@ import re
 import sys
 import textwrap
 import types
+import urllib.parse
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -518,7 +520,7 @@ def test_sample_data_is_registered_with_the_published_checksum_only(env, tmp_pat
     monkeypatch.setattr(env.module, "libraryFolder", lambda: str(library))
 
     env.module.registerSampleData()
-    (call,) = env.state.callsNamed("registerCustomSampleDataSource")
+    (call,) = env.state.callsNamed("registerCustomSampleDataSource")  # only the samples that are present
     source = call[1]
     assert source["category"] == "LesionDetect" and source["sampleName"] == "LesionDetect MS FLAIR"
     assert source["uris"] == sample.as_uri() and source["checksums"] is None
@@ -527,6 +529,18 @@ def test_sample_data_is_registered_with_the_published_checksum_only(env, tmp_pat
     (library / "sample_data" / "SHA256SUMS").write_text(f"{digest}  ms_flair.nrrd\n{'cd' * 32}  other.nrrd\n", encoding="utf-8")
     env.module.registerSampleData()
     assert env.state.callsNamed("registerCustomSampleDataSource")[-1][1]["checksums"] == f"SHA256:{digest}"
+
+
+def test_both_shipped_samples_are_registered_with_their_checksums(env):
+    env.module.registerSampleData()
+    sources = {call[1]["sampleName"]: call[1] for call in env.state.callsNamed("registerCustomSampleDataSource")}
+    assert set(sources) == {"LesionDetect MS FLAIR", "LesionDetect sarcoma CT"}
+    sums = dict(reversed(line.split()) for line in (REPO / "LesionDetectLib" / "sample_data" / "SHA256SUMS")
+                .read_text(encoding="utf-8").splitlines())
+    for source in sources.values():
+        path = Path(urllib.parse.urlparse(source["uris"]).path)
+        assert path.is_file() and source["checksums"] == f"SHA256:{sums[path.name]}"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == sums[path.name]
 
 
 def test_module_metadata_and_startup_hook(env):

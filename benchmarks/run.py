@@ -239,13 +239,13 @@ def machine(device: str) -> dict:
     import torch
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__,
-            "cpu": _cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(), "device": device}
+            "cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(), "device": device}
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         done = subprocess.run(["lscpu"], capture_output=True, text=True)
         for line in done.stdout.splitlines():

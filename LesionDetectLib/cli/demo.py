@@ -17,7 +17,10 @@ from .detect import add_common_detect_arguments, options_from
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run detection on a shipped real sample", description=__doc__)
     parser.add_argument("-o", "--output", type=Path, default=Path("lesiondetect-demo"), help="output folder")
-    parser.add_argument("--sample", choices=sorted(SAMPLES), default="ms-flair", help="which shipped sample")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--sample", choices=sorted(SAMPLES), default="ms-flair", help="which shipped sample")
+    which.add_argument("--ct", dest="sample", action="store_const", const="ct-sarcoma",
+                       help="the CT sample (same as --sample ct-sarcoma)")
     add_common_detect_arguments(parser)
     parser.set_defaults(run=run)
 

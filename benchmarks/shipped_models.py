@@ -1,0 +1,79 @@
+"""End-to-end time and peak memory of the shipped models, as a user runs them: `lesiondetect detect` in a fresh
+process (interpreter start, imports, model load, read, detect, write), side by side in one run.
+
+    python benchmarks/shipped_models.py [--device cpu|cuda] [--repeats 3]
+
+Inputs: a real BraTS FLAIR (240×240×155, 1 mm) and the shipped MS FLAIR sample for `brain-mri-lesions`; the
+synthetic 512×512×300 CT of `cases.py`, the real whole-torso CT and the shipped sarcoma sample for
+`ct-tumours` (inputs or models that are absent are skipped). Repeats are interleaved; the median is
+reported, with the peak resident memory of the process (``wait4`` ru_maxrss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cases import SHARED_DATA, synthetic_ct_case
+from run import cpu_model
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SAMPLES = REPOSITORY / "LesionDetectLib" / "sample_data"
+
+
+def inputs() -> list[tuple[str, Path, str]]:
+    """(label, path, model) of every input present."""
+    candidates = [
+        ("BraTS FLAIR 240×240×155", next(iter(sorted((SHARED_DATA / "brain-tumour-mri").glob("*/flair.nii.gz"))), None),
+         "brain-mri-lesions"),
+        ("MS FLAIR sample (shipped)", SAMPLES / "ms_flair.nrrd", "brain-mri-lesions"),
+        ("synthetic CT 512×512×300", synthetic_ct_case((300, 512, 512)).path, "ct-tumours"),
+        ("real torso CT 122×101×112", SHARED_DATA / "real-ct-nifti" / "ct_3mm.nii.gz", "ct-tumours"),
+        ("sarcoma CT sample (shipped)", SAMPLES / "ct_sarcoma.nrrd", "ct-tumours"),
+    ]
+    return [(label, path, model) for label, path, model in candidates if path is not None and path.exists()]
+
+
+def run_once(path: Path, model: str, device: str) -> tuple[float, float]:
+    """Seconds and peak GiB of one `lesiondetect detect` process."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "LesionDetectLib", "detect", str(path), "-o", out, "--model", model,
+                   "--device", device, "--progress", "none", "--quiet"]
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPOSITORY)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}")
+    return seconds, usage.ru_maxrss / 2**20
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cases = inputs()
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in cases}
+    for _ in range(args.repeats):
+        for label, path, model in cases:
+            times[label].append(run_once(path, model, args.device))
+    print(f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, device {args.device}, median of {args.repeats}")
+    print(f"{'input':30s} {'model':20s} {'seconds':>8s} {'peak GiB':>9s}")
+    for label, _, model in cases:
+        seconds = statistics.median(t for t, _ in times[label])
+        peak = max(m for _, m in times[label])
+        print(f"{label:30s} {model:20s} {seconds:8.1f} {peak:9.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
