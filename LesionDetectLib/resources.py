@@ -15,8 +15,8 @@ SKIP_ENV = "LESIONDETECT_SKIP_MEMORY_CHECK"
 # slab: < 100-fold); a thousand-fold growth means a handful of voxels spread over metres.
 MAX_UPSAMPLING, MIN_GRID_CHECKED = 1000, 2**20
 # Outputs are compressed: bytes per voxel somewhat below what the shipped brain MR's outputs take (label map
-# 0.002, probability map 1.5), so that a run is refused early only when its outputs would clearly not fit.
-LABEL_MAP_BYTES_PER_VOXEL, PROBABILITY_BYTES_PER_VOXEL, OUTPUT_FIXED_BYTES = 1 / 1024, 1.0, 2**20
+# 0.002, probability map about 1), so that a run is refused early only when its outputs would clearly not fit.
+LABEL_MAP_BYTES_PER_VOXEL, PROBABILITY_BYTES_PER_VOXEL, OUTPUT_FIXED_BYTES = 1 / 1024, 0.5, 2**20
 
 
 def available_memory_bytes() -> int | None:

@@ -1,0 +1,126 @@
+"""Ship a trained bundle with its cross-validated evidence.
+
+    python tools/model_card.py FINAL_BUNDLE --cv NAME=CV_DIR [NAME=CV_DIR ...] --chosen NAME \\
+        --docs docs/models/MODEL --ship LesionDetectLib/models/MODEL
+
+FINAL_BUNDLE is the model trained on all cases (``lesiondetect train … --val-fraction 0``); each CV_DIR is a
+``tools/crossvalidate.py`` output of one configuration, and ``--chosen`` names the configuration the final
+model was trained with. The tool
+- copies the bundle to ``--ship`` with ``metrics.cross_validation`` added to ``model.json`` (the chosen
+  configuration's metrics at its selected threshold and minimum lesion volume, with bootstrap CIs, per
+  lesion type, and every configuration's summary); the weights and their checksum are unchanged;
+- copies the evidence to ``--docs``: the final training log and curves, each configuration's
+  ``cv_summary.json``, and the chosen configuration's FROC plots, FROC tables and per-case results;
+- prints a Markdown table of every configuration for the README's model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from LesionDetectLib.bundles import SPEC_FILE, WEIGHTS_FILE, ModelSpec, open_bundle
+
+RECIPE_KEYS = ("spacing", "patch_size", "network_kwargs", "loss", "positive_fraction", "copy_paste", "epochs",
+               "iterations_per_epoch", "seed", "select_metric")
+EVIDENCE = ("froc.png", "froc.csv", "per_case.csv", "summary.json")
+
+
+def configuration(cv_dir: Path) -> dict:
+    """The recipe (fold 0's) and the selected setting's scores of one cross-validated configuration."""
+    summary = json.loads((cv_dir / "cv_summary.json").read_text())
+    recipe = json.loads((cv_dir / "fold0" / SPEC_FILE).read_text())["provenance"]["training"]["recipe"]
+    folds = sorted(cv_dir.glob("fold*/" + SPEC_FILE))
+    selected = summary["grid"][summary["selected"]]
+    return {
+        "recipe": {key: recipe[key] for key in RECIPE_KEYS},
+        "folds": len(folds),
+        "threshold": selected["threshold"],
+        "min_lesion_mm3": selected["min_lesion_mm3"],
+        "by_lesion_type": {kind: brief(score) for kind, score in selected["scores"].items()},
+        "lesion_free": {kind: brief(score) for kind, score in selected.get("lesion_free", {}).items()},
+    }
+
+
+def brief(summary: dict) -> dict:
+    """Counts, metrics with their CIs, and FROC points of an evaluation ``summary.json``."""
+    return {"counts": summary["counts"], "metrics": summary["metrics"],
+            "froc_sensitivity_at_fp_per_case": summary["froc_sensitivity_at_fp_per_case"]}
+
+
+def ship(final: Path, target: Path, cross_validation: dict) -> None:
+    """Copy the bundle with the cross-validated metrics in its ``model.json`` (validated, checksum unchanged)."""
+    spec = json.loads((final / SPEC_FILE).read_text())
+    spec["metrics"] = {**spec.get("metrics", {}), "cross_validation": cross_validation}
+    ModelSpec.from_dict(spec, source=str(final / SPEC_FILE))
+    staging = target.with_name(f".{target.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copyfile(final / WEIGHTS_FILE, staging / WEIGHTS_FILE)
+    (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    open_bundle(staging)  # the checksum still verifies
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
+def copy_evidence(final: Path, cv_dirs: dict[str, Path], chosen: str, docs: Path) -> None:
+    docs.mkdir(parents=True, exist_ok=True)
+    for name in ("training_log.csv", "training_curves.png"):
+        shutil.copyfile(final / name, docs / f"final_{name}")
+    for name, cv_dir in cv_dirs.items():
+        shutil.copyfile(cv_dir / "cv_summary.json", docs / f"cv_summary_{name}.json")
+    summary = json.loads((cv_dirs[chosen] / "cv_summary.json").read_text())
+    for kind_dir in sorted((cv_dirs[chosen] / "evaluation" / summary["selected"]).iterdir()):
+        for name in EVIDENCE:
+            if (kind_dir / name).exists():
+                shutil.copyfile(kind_dir / name, docs / f"cv_{kind_dir.name}_{name}")
+
+
+def markdown(configurations: dict[str, dict], chosen: str) -> str:
+    rows = ["| config | grid (mm) | threshold / min mm³ | lesion type | sensitivity [95% CI] | FP per case | F1 | Dice |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, config in configurations.items():
+        for kind, score in {**config["by_lesion_type"], **config["lesion_free"]}.items():
+            m = score["metrics"]
+            rows.append(
+                f"| {name}{' (shipped)' if name == chosen else ''} | {config['recipe']['spacing'][0]:g} | "
+                f"{config['threshold']:g} / {config['min_lesion_mm3']:g} | {kind} ({score['counts']['cases']} cases, "
+                f"{score['counts']['reference_lesions']} lesions) | {cell(m['sensitivity'])} | {cell(m['fp_per_case'])} | "
+                f"{cell(m['f1'])} | {cell(m['dice'])} |")
+    return "\n".join(rows)
+
+
+def cell(metric: dict) -> str:
+    value = metric["value"]
+    low, high = next(v for k, v in metric.items() if k.startswith("ci"))
+    if value is None:
+        return "–"
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]" if low is not None else f"{value:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("final", type=Path)
+    parser.add_argument("--cv", nargs="+", required=True, metavar="NAME=CV_DIR")
+    parser.add_argument("--chosen", required=True)
+    parser.add_argument("--docs", type=Path, required=True)
+    parser.add_argument("--ship", type=Path, required=True)
+    args = parser.parse_args()
+    cv_dirs = {name: Path(folder) for name, folder in (item.split("=", 1) for item in args.cv)}
+    configurations = {name: configuration(folder) for name, folder in cv_dirs.items()}
+    cross_validation = {
+        "chosen": args.chosen,
+        "selection": "per configuration, the threshold and minimum lesion volume with the highest mean lesion-wise "
+                     "F1 over the lesion types on the cross-validation folds; then the configuration with the "
+                     "highest such F1",
+        "configurations": configurations,
+    }
+    ship(args.final, args.ship, cross_validation)
+    copy_evidence(args.final, cv_dirs, args.chosen, args.docs)
+    print(markdown(configurations, args.chosen))
+
+
+if __name__ == "__main__":
+    main()
