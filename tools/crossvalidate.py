@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 MIN_VOLUMES_MM3 = (10.0, 50.0, 200.0)
 
 
@@ -60,6 +61,8 @@ def rethreshold(out: Path, threshold: float, min_volume_mm3: float) -> Path:
     from LesionDetectLib.volume import Volume
 
     target = out / "predictions" / setting_name(threshold, min_volume_mm3)
+    partial = target.with_name(target.name + ".partial")  # renamed when complete, so a stopped run redoes it
+    shutil.rmtree(partial, ignore_errors=True)
     for case_dir in sorted((out / "probabilities").iterdir()):
         for probability_path in case_dir.glob("*.probability.nrrd"):
             stem = probability_path.name[: -len(".probability.nrrd")]
@@ -68,13 +71,20 @@ def rethreshold(out: Path, threshold: float, min_volume_mm3: float) -> Path:
             lesions, label_map = from_probability(probability.array, probability, threshold, min_volume_mm3,
                                                   measure_surfaces=False)
             result = DetectionResult(probability, lesions, label_map, probability.array, threshold, spec["model"])
-            result.write(target / case_dir.name, stem)
+            result.write(partial / case_dir.name, stem)
+    partial.rename(target)
     return target
 
 
-def evaluate(args: argparse.Namespace, predictions: Path, setting: str, lesion_type: str, rule: str) -> dict:
-    """``lesiondetect evaluate`` of the cases tagged ``lesion_type``; its ``summary.json``."""
+def evaluate(args: argparse.Namespace, setting: str, lesion_type: str, rule: str) -> dict:
+    """``lesiondetect evaluate`` of the cases tagged ``lesion_type``; its ``summary.json`` (kept from an earlier run)."""
     report = args.out / "evaluation" / setting / lesion_type.replace(" ", "-")
+    if (report / "summary.json").exists():
+        return json.loads((report / "summary.json").read_text())
+    predictions = args.out / "predictions" / setting
+    if not predictions.exists():
+        threshold, min_volume_mm3 = GRID[setting]
+        rethreshold(args.out, threshold, min_volume_mm3)
     lesiondetect("evaluate", "--pred", str(predictions), "--ref", str(args.datalist), "--rule", rule,
                  "--filter", f"lesion_type={lesion_type}", "-o", str(report), "--threshold", "0")
     return json.loads((report / "summary.json").read_text())
@@ -82,6 +92,9 @@ def evaluate(args: argparse.Namespace, predictions: Path, setting: str, lesion_t
 
 def setting_name(threshold: float, min_volume_mm3: float) -> str:
     return f"t{threshold:.2f}-m{min_volume_mm3:g}"
+
+
+GRID = {setting_name(threshold, volume): (threshold, volume) for threshold in THRESHOLDS for volume in MIN_VOLUMES_MM3}
 
 
 def value(metrics: dict, name: str) -> float:
@@ -115,13 +128,10 @@ def main() -> None:
     for fold in range(args.folds):
         run_fold(args.datalist, args.out, args.folds, fold, recipe_args)
     grid: dict[str, dict] = {}
-    for threshold in THRESHOLDS:
-        for min_volume in MIN_VOLUMES_MM3:
-            name = setting_name(threshold, min_volume)
-            predictions = rethreshold(args.out, threshold, min_volume)
-            scores, free = ({lesion_type: evaluate(args, predictions, name, lesion_type, rule)
-                             for lesion_type, rule in kinds.items()} for kinds in (rules, lesion_free))
-            grid[name] = {"threshold": threshold, "min_lesion_mm3": min_volume, "scores": scores, "lesion_free": free}
+    for name, (threshold, min_volume) in GRID.items():
+        scores, free = ({lesion_type: evaluate(args, name, lesion_type, rule)
+                         for lesion_type, rule in kinds.items()} for kinds in (rules, lesion_free))
+        grid[name] = {"threshold": threshold, "min_lesion_mm3": min_volume, "scores": scores, "lesion_free": free}
     selected = max(grid, key=lambda name: mean_f1(grid[name]["scores"]))
     summary = {"selected": selected, "selection": "highest mean lesion-wise F1 over the lesion types", "grid": grid}
     (args.out / "cv_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
