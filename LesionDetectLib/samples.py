@@ -10,6 +10,7 @@ SAMPLE_FOLDER = Path(__file__).parent / "sample_data"
 
 @dataclass(frozen=True)
 class Sample:
+    case_id: str  # its id in the training data sets, so that a model trained on it can say so
     image: str
     reference: str
     description: str
@@ -18,6 +19,7 @@ class Sample:
 
 SAMPLES = {
     "ms-flair": Sample(
+        case_id="patient07",
         image="ms_flair.nrrd",
         reference="ms_flair_lesions.nrrd",
         description="real brain FLAIR MRI of a multiple-sclerosis patient (Ljubljana MS data set, patient 07), "
@@ -25,6 +27,7 @@ SAMPLES = {
         credit="Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7 (CC BY)",
     ),
     "ct-sarcoma": Sample(
+        case_id="STS_019",
         image="ct_sarcoma.nrrd",
         reference="ct_sarcoma_lesions.nrrd",
         description="real CT of a soft-tissue sarcoma of the extremities (TCIA Soft-tissue-Sarcoma, case STS_019 "

@@ -7,6 +7,7 @@ import pytest
 
 from LesionDetectLib import detect, list_models, load_model, read_volume
 from LesionDetectLib.errors import ModalityMismatchError
+from LesionDetectLib.evaluation import Prediction, match_case, reference_lesions, resolve_rule
 from LesionDetectLib.samples import SAMPLES, sample_path
 from LesionDetectLib.volume import Volume
 
@@ -27,8 +28,12 @@ def test_sample_is_a_real_mr_volume(sample):
     assert sample.modality == "MR" and sample.shape_ijk == (131, 164, 130)
 
 
-def test_mr_model_gives_the_same_lesions_for_raw_rescaled_and_z_scored_input(sample):
-    model = load_model("flair-hyperintensity-baseline")
+MR_MODELS = ("brain-mri-lesions", "flair-hyperintensity-baseline")
+
+
+@pytest.mark.parametrize("name", MR_MODELS)
+def test_mr_model_gives_the_same_lesions_for_raw_rescaled_and_z_scored_input(sample, name):
+    model = load_model(name)
     raw = sample.array.astype(np.float32)
     variants = {
         "raw": raw,
@@ -37,7 +42,7 @@ def test_mr_model_gives_the_same_lesions_for_raw_rescaled_and_z_scored_input(sam
     }
     results = {name: detect(sample.with_array(array), model, device="cpu") for name, array in variants.items()}
     reference = results["raw"]
-    assert reference.lesions, "the baseline finds hyperintensities in the sample"
+    assert reference.lesions, "both models find lesions in the sample"
     for name, result in results.items():  # float32 rounding may flip a voxel sitting exactly on the threshold
         assert len(result.lesions) == len(reference.lesions), name
         for lesion, expected in zip(result.lesions, reference.lesions):
@@ -45,8 +50,9 @@ def test_mr_model_gives_the_same_lesions_for_raw_rescaled_and_z_scored_input(sam
             assert abs(lesion.voxel_count - expected.voxel_count) <= max(1, 0.05 * expected.voxel_count), name
 
 
-def test_an_mr_model_refuses_a_ct(sample):
+@pytest.mark.parametrize("name", MR_MODELS)
+def test_an_mr_model_refuses_a_ct(sample, name):
     ct = Volume(np.where(sample.array > 0, 40, -1000).astype(np.int16), sample.spacing, sample.origin,
                 sample.direction, modality="CT")
     with pytest.raises(ModalityMismatchError, match="is for MR but the input is CT"):
-        detect(ct, load_model("flair-hyperintensity-baseline"), device="cpu")
+        detect(ct, load_model(name), device="cpu")

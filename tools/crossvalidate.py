@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 MIN_VOLUMES_MM3 = (10.0, 50.0, 200.0)
 
 

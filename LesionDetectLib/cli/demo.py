@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 
 from ..batch import run_cases
+from ..bundles import ModelSpec, load_model
 from ..io import read_volume, volume_stem
 from ..overview import write_overview
 from ..progress import make_reporter
-from ..samples import SAMPLES, sample_path
+from ..samples import SAMPLES, Sample, sample_path
 from .common import lesion_table
 from .detect import add_common_detect_arguments, options_from
 
@@ -36,6 +37,19 @@ def run(args: argparse.Namespace) -> int:
     reference = read_volume(sample_path(sample.reference)).array
     picture = write_overview(args.output / f"{volume_stem(image)}.overview.png", result, reference)
     print(f"model: {result.model_name} (threshold {result.threshold})")
+    note = training_note(sample, load_model(args.model or result.model_name).spec)
+    if note:
+        print(note)
     print(lesion_table(result.lesions))
     print(f"outputs written to {args.output.resolve()}; overview picture: {picture.name}")
     return 0
+
+
+def training_note(sample: Sample, spec: ModelSpec) -> str | None:
+    """A warning when the model was trained on the sample itself (then the demo shows fit, not accuracy)."""
+    dataset = spec.provenance.get("dataset", {})
+    if sample.case_id not in dataset.get("training_case_ids", ()):
+        return None
+    return (f"note: this case ({sample.case_id}) was one of the {spec.name} model's training cases, so the demo "
+            "shows what the model learned, not how well it finds lesions in new scans (see its cross-validated "
+            "accuracy in the README)")
