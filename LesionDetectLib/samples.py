@@ -15,6 +15,7 @@ class Sample:
     reference: str
     description: str
     credit: str
+    rule: str  # the lesion rule (``evaluation.RULES``) that scores detections against ``reference``
 
 
 SAMPLES = {
@@ -25,6 +26,7 @@ SAMPLES = {
         description="real brain FLAIR MRI of a multiple-sclerosis patient (Ljubljana MS data set, patient 07), "
         "cropped to the brain, 1 mm, with the multi-rater consensus lesion mask",
         credit="Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7 (CC BY)",
+        rule="ms",
     ),
     "ct-sarcoma": Sample(
         case_id="STS_019",
@@ -34,6 +36,7 @@ SAMPLES = {
         "of the IBSI validation crops, 5 cm around the tumour, 0.98×0.98×3.27 mm), with the tumour outline",
         credit="Vallières et al., TCIA 2015, doi:10.7937/K9/TCIA.2015.7GO2GSKS; Phys Med Biol 2015, "
         "doi:10.1088/0031-9155/60/14/5471; Clark et al., J Digit Imaging 2013 (CC BY 3.0)",
+        rule="ct-tumour",
     ),
 }
 

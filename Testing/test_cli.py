@@ -105,7 +105,9 @@ def test_models_list_import_show(workspace, tmp_path):
 def test_demo_runs_on_the_shipped_sample(tmp_path):
     done = lesiondetect("demo", "-o", tmp_path, "--progress", "none", env_models=tmp_path / "none")
     assert done.returncode == 0, done.stderr
-    assert "Lesjak" in done.stdout and "lesion" in done.stdout
+    assert "Lesjak" in done.stdout and "model: brain-mri-lesions" in done.stdout
+    assert "this case (patient07) was one of the brain-mri-lesions model's training cases" in done.stdout
+    assert "against the reference mask (ms rule): 0 of 24 reference lesions found" in done.stdout
     assert (tmp_path / "ms_flair.seg.nrrd").exists()
     assert (tmp_path / "ms_flair.overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

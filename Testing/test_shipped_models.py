@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
+from conftest import SHARED_DATA, needs_shared_data
 
 from LesionDetectLib import detect, list_models, load_model, read_volume
 from LesionDetectLib.errors import ModalityMismatchError
@@ -56,3 +58,37 @@ def test_an_mr_model_refuses_a_ct(sample, name):
                 sample.direction, modality="CT")
     with pytest.raises(ModalityMismatchError, match="is for MR but the input is CT"):
         detect(ct, load_model(name), device="cpu")
+
+
+def matched(result, reference: Volume, rule: str):
+    """The lesion-wise counts of a detection against a reference mask, as `lesiondetect evaluate` counts them."""
+    predictions = [Prediction.from_lesion(lesion) for lesion in result.lesions]
+    return match_case("case", predictions, reference_lesions(reference, resolve_rule(rule))).counts()
+
+
+def test_brain_model_gives_the_same_lesions_whatever_the_voxel_order(sample):
+    """The sample stored in another axis order and direction is the same anatomy: same lesions, same places."""
+    model = load_model("brain-mri-lesions")
+    reordered = Volume.from_sitk(sitk.DICOMOrient(sample.to_sitk(), "SAR"), modality="MR")
+    assert reordered.array.shape != sample.array.shape
+    expected, result = detect(sample, model, device="cpu"), detect(reordered, model, device="cpu")
+    assert expected.lesions and len(result.lesions) == len(expected.lesions)
+    for lesion, reference in zip(result.lesions, expected.lesions):
+        np.testing.assert_allclose(lesion.centroid_lps, reference.centroid_lps, atol=2.0)
+        assert lesion.volume_mm3 == pytest.approx(reference.volume_mm3, rel=0.1)
+
+
+def test_brain_model_on_the_shipped_ms_sample_gives_its_documented_result(sample):
+    """README model card: on patient 07 it finds none of the 24 MS lesions and marks at most 2 false positives."""
+    result = detect(sample, load_model("brain-mri-lesions"), device="cpu")
+    counts = matched(result, read_volume(sample_path(SAMPLES["ms-flair"].reference)), "ms")
+    assert counts.lesions == 24 and counts.fp <= 2
+
+
+@needs_shared_data
+def test_brain_model_finds_a_brats_glioma():
+    """A regression check of preprocessing and orientation on a real glioma (a training case of the model)."""
+    case = SHARED_DATA / "brain-tumour-mri" / "Brats18_2013_23_1"
+    result = detect(read_volume(case / "flair.nii.gz"), load_model("brain-mri-lesions"), device="cpu")
+    counts = matched(result, read_volume(case / "label.nii.gz"), "glioma")
+    assert counts.tp == counts.lesions == 1 and counts.fp <= 1

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from ..batch import run_cases
 from ..bundles import ModelSpec, load_model
+from ..evaluation import Prediction, match_case, reference_lesions, resolve_rule
 from ..io import read_volume, volume_stem
 from ..overview import write_overview
 from ..progress import make_reporter
+from ..result import DetectionResult
 from ..samples import SAMPLES, Sample, sample_path
+from ..volume import Volume
 from .common import lesion_table
 from .detect import add_common_detect_arguments, options_from
 
@@ -34,15 +37,24 @@ def run(args: argparse.Namespace) -> int:
     if summary.failed:
         raise next(iter(summary.failed.values()))
     result = summary.written[image]
-    reference = read_volume(sample_path(sample.reference)).array
-    picture = write_overview(args.output / f"{volume_stem(image)}.overview.png", result, reference)
+    reference = read_volume(sample_path(sample.reference))
+    picture = write_overview(args.output / f"{volume_stem(image)}.overview.png", result, reference.array)
     print(f"model: {result.model_name} (threshold {result.threshold})")
     note = training_note(sample, load_model(args.model or result.model_name).spec)
     if note:
         print(note)
     print(lesion_table(result.lesions))
+    print(agreement(result, reference, sample.rule))
     print(f"outputs written to {args.output.resolve()}; overview picture: {picture.name}")
     return 0
+
+
+def agreement(result: DetectionResult, reference: Volume, rule: str) -> str:
+    """How the detections compare with the sample's reference mask, counted with ``lesiondetect evaluate``'s rule."""
+    counts = match_case("sample", [Prediction.from_lesion(lesion) for lesion in result.lesions],
+                        reference_lesions(reference, resolve_rule(rule))).counts()
+    return (f"against the reference mask ({rule} rule): {counts.tp} of {counts.lesions} reference lesions found, "
+            f"{counts.fp} detection(s) outside them")
 
 
 def training_note(sample: Sample, spec: ModelSpec) -> str | None:
