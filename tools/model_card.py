@@ -112,9 +112,9 @@ def main() -> None:
     configurations = {name: configuration(folder) for name, folder in cv_dirs.items()}
     cross_validation = {
         "chosen": args.chosen,
-        "selection": "per configuration, the threshold and minimum lesion volume with the highest mean lesion-wise "
-                     "F1 over the lesion types on the cross-validation folds; then the configuration with the "
-                     "highest such F1",
+        "selection": "per configuration, the threshold and minimum lesion volume with the highest mean over the "
+                     "lesion types of (lesion-wise F1 + whole-case Dice) / 2 on the cross-validation folds; then "
+                     "the configuration with the highest such score",
         "configurations": configurations,
     }
     ship(args.final, args.ship, cross_validation)
