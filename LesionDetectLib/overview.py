@@ -41,7 +41,7 @@ def write_overview(path: str | Path, result: DetectionResult, reference: np.ndar
     predicted = _axial_lps(result.volume, result.label_map)[0] > 0
     truth = None if reference is None else _axial_lps(result.volume, reference)[0] > 0
     slices = overview_slices(result, image)
-    figure = Figure(figsize=(3.2 * len(slices), 3.8), dpi=100)
+    figure = Figure(figsize=(max(3.2 * len(slices), 5.0), 3.8), dpi=100)  # wide enough for the title
     low, high = np.percentile(pixels, [1, 99.5])
     spacing = image.GetSpacing()
     for column, k in enumerate(slices, start=1):

@@ -82,13 +82,16 @@ def markdown(configurations: dict[str, dict], chosen: str) -> str:
     rows = ["| config | grid (mm) | threshold / min mm³ | lesion type | sensitivity [95% CI] | FP per case | F1 | Dice |",
             "|---|---|---|---|---|---|---|---|"]
     for name, config in configurations.items():
-        for kind, score in {**config["by_lesion_type"], **config["lesion_free"]}.items():
+        setting = (f"| {name}{' (shipped)' if name == chosen else ''} | {config['recipe']['spacing'][0]:g} | "
+                   f"{config['threshold']:g} / {config['min_lesion_mm3']:g} |")
+        for kind, score in config["by_lesion_type"].items():
             m = score["metrics"]
-            rows.append(
-                f"| {name}{' (shipped)' if name == chosen else ''} | {config['recipe']['spacing'][0]:g} | "
-                f"{config['threshold']:g} / {config['min_lesion_mm3']:g} | {kind} ({score['counts']['cases']} cases, "
-                f"{score['counts']['reference_lesions']} lesions) | {cell(m['sensitivity'])} | {cell(m['fp_per_case'])} | "
-                f"{cell(m['f1'])} | {cell(m['dice'])} |")
+            rows.append(f"{setting} {kind} ({score['counts']['cases']} cases, {score['counts']['reference_lesions']} "
+                        f"lesions) | {cell(m['sensitivity'])} | {cell(m['fp_per_case'])} | {cell(m['f1'])} | "
+                        f"{cell(m['dice'])} |")
+        for kind, score in config["lesion_free"].items():  # only false positives mean something there
+            rows.append(f"{setting} {kind}: lesion-free ({score['counts']['cases']} cases) | – | "
+                        f"{cell(score['metrics']['fp_per_case'])} | – | – |")
     return "\n".join(rows)
 
 
