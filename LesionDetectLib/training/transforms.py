@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,9 @@ def random_transforms(recipe: Recipe, bank: Sequence | None = None):
 
     from .copy_paste import CopyPasted
 
+    # a lesion-free case (--allow-empty-labels) has no foreground to centre on: MONAI then takes background
+    # patches, as intended, and warns once per sample
+    warnings.filterwarnings("ignore", message="Num foregrounds 0", category=UserWarning)
     keys = [IMAGE, LABEL]
     size = crop_size(recipe)
     steps: list = []
