@@ -27,8 +27,9 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([entry.to_dict() for entry in entries], indent=2))
         return 0
+    width = max((len(entry.name) for entry in entries), default=0) + 2
     for entry in entries:
-        print(f"{entry.name:<24}{entry.version:<10}{entry.modality:<4}{entry.source:<9}{entry.description}")
+        print(f"{entry.name:<{width}}{entry.version:<10}{entry.modality:<4}{entry.source:<9}{entry.description}")
     if not entries:
         print("no models installed; import one with 'lesiondetect models import PATH'")
     return 0
