@@ -122,7 +122,7 @@ def test_import_list_and_load_by_name(threshold_bundle, isolated_models):
     names = {entry.name: entry for entry in list_models()}
     assert names["test-threshold-ct"].source == "user"
     assert load_model("test-threshold-ct").location == target
-    assert default_model_for("CT") == "test-threshold-ct"
+    assert default_model_for("CT") == "ct-tumours"  # an imported model never displaces the shipped default
 
 
 def test_no_ct_model_message(isolated_models, monkeypatch):
