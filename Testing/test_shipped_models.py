@@ -26,6 +26,17 @@ def test_every_shipped_bundle_loads_and_verifies(entry):
     assert model.spec.provenance and model.spec.intended_use
 
 
+@pytest.mark.parametrize("name", ["brain-mri-lesions", "ct-tumours"])
+def test_trained_bundles_credit_their_data_and_carry_cross_validated_metrics(name):
+    spec = load_model(name).spec
+    dataset = spec.provenance["dataset"]
+    assert set(dataset["credits"]) == set(dataset["sources"]) and all(dataset["credits"].values())
+    assert dataset["cases"] == sum(dataset["sources"].values()) == len(dataset["training_case_ids"])
+    cross_validation = spec.metrics["cross_validation"]
+    chosen = cross_validation["configurations"][cross_validation["chosen"]]
+    assert (chosen["threshold"], chosen["min_lesion_mm3"]) == (spec.threshold, spec.min_lesion_mm3)
+
+
 def test_sample_is_a_real_mr_volume(sample):
     assert sample.modality == "MR" and sample.shape_ijk == (131, 164, 130)
 

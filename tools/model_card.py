@@ -1,7 +1,7 @@
 """Ship a trained bundle with its cross-validated evidence.
 
     python tools/model_card.py FINAL_BUNDLE --cv NAME=CV_DIR [NAME=CV_DIR ...] --chosen NAME \\
-        --docs docs/models/MODEL --ship LesionDetectLib/models/MODEL
+        --docs docs/models/MODEL --ship LesionDetectLib/models/MODEL [--credit "SOURCE=licence; citation" ...]
 
 FINAL_BUNDLE is the model trained on all cases (``lesiondetect train … --val-fraction 0``); each CV_DIR is a
 ``tools/crossvalidate.py`` output of one configuration, and ``--chosen`` names the configuration the final
@@ -50,10 +50,16 @@ def brief(summary: dict) -> dict:
             "froc_sensitivity_at_fp_per_case": summary["froc_sensitivity_at_fp_per_case"]}
 
 
-def ship(final: Path, target: Path, cross_validation: dict) -> None:
-    """Copy the bundle with the cross-validated metrics in its ``model.json`` (validated, checksum unchanged)."""
+def ship(final: Path, target: Path, cross_validation: dict, credits: dict[str, str]) -> None:
+    """Copy the bundle with the cross-validated metrics and the training data's licences and citations
+    (``provenance.dataset.credits``, per source) in its ``model.json`` (validated, checksum unchanged)."""
     spec = json.loads((final / SPEC_FILE).read_text())
     spec["metrics"] = {**spec.get("metrics", {}), "cross_validation": cross_validation}
+    dataset = spec.setdefault("provenance", {}).setdefault("dataset", {})
+    unknown = set(credits) - set(dataset.get("sources", {}))
+    if unknown:
+        raise SystemExit(f"--credit names sources the model was not trained on: {', '.join(sorted(unknown))}")
+    dataset["credits"] = credits
     ModelSpec.from_dict(spec, source=str(final / SPEC_FILE))
     staging = target.with_name(f".{target.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -110,6 +116,8 @@ def main() -> None:
     parser.add_argument("--chosen", required=True)
     parser.add_argument("--docs", type=Path, required=True)
     parser.add_argument("--ship", type=Path, required=True)
+    parser.add_argument("--credit", nargs="*", default=[], metavar="SOURCE=LICENCE AND CITATION",
+                        help="licence and citation of each training data source (as named in the datalist)")
     args = parser.parse_args()
     cv_dirs = {name: Path(folder) for name, folder in (item.split("=", 1) for item in args.cv)}
     configurations = {name: configuration(folder) for name, folder in cv_dirs.items()}
@@ -120,7 +128,7 @@ def main() -> None:
                      "the configuration with the highest such score",
         "configurations": configurations,
     }
-    ship(args.final, args.ship, cross_validation)
+    ship(args.final, args.ship, cross_validation, dict(item.split("=", 1) for item in args.credit))
     copy_evidence(args.final, cv_dirs, args.chosen, args.docs)
     print(markdown(configurations, args.chosen))
 
