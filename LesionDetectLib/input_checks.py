@@ -5,6 +5,9 @@ A bundle lists its ``input_requirements`` in ``model.json``; `input_warnings` ru
 threshold is the brain alone (0.95–1.7 L in the training scans). A head with skull and scalp, or a scan
 of another body part, holds far more (3.2–3.5 L in two real unstripped head MRIs), so more than 2 L of
 tissue means the input still has skull and scalp, and lesions outside the brain may be reported.
+``extremity``: the CT model was trained on CTs of the arms and legs, and marks normal organs of the trunk.
+Air enclosed by the body (lungs, bowel gas) tells the trunk apart: 0–69 mL in the 45 training sarcoma crops,
+340 and 500 mL in a real aorta crop and a torso CT (a 4 cm chest/abdomen slab holds only 34 mL and passes).
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from .volume import Volume
 
 SKULL_STRIPPED = "skull-stripped"
 MAX_BRAIN_ML = 2000.0
+EXTREMITY = "extremity"
+AIR_HU = -400.0
+MAX_LIMB_AIR_ML = 150.0
 MAX_CHECK_VOXELS = 2_000_000  # larger inputs are shrunk first (the check needs no fine detail)
 
 
-def tissue_volume_ml(volume: Volume) -> float:
-    """Volume (mL) of the largest connected region above the image's Otsu threshold, holes filled slice by
-    slice (so a ring of scalp encloses the head in each slice even where the head is open at the neck)."""
+def _check_grid(volume: Volume):
+    """``volume`` as a float SimpleITK image, shrunk to at most about ``MAX_CHECK_VOXELS``, on an axis-aligned grid."""
     import SimpleITK as sitk
 
     image = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
@@ -30,11 +35,43 @@ def tissue_volume_ml(volume: Volume) -> float:
         image = sitk.BinShrink(image, [factor] * 3)
     image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))  # only voxel counts matter here, and
     image.SetOrigin((0.0, 0.0, 0.0))  # JoinSeries needs the slices of an oblique grid to share one plane
-    tissue = sitk.OtsuThreshold(image, 0, 1)
-    filled = sitk.JoinSeries([sitk.BinaryFillhole(tissue[:, :, k]) for k in range(tissue.GetSize()[2])])
-    largest = sitk.RelabelComponent(sitk.ConnectedComponent(filled), sortByObjectSize=True) == 1
-    voxel_ml = float(abs(image.GetSpacing()[0] * image.GetSpacing()[1] * image.GetSpacing()[2])) / 1000.0
-    return float(sitk.GetArrayViewFromImage(largest).sum()) * voxel_ml
+    return image
+
+
+def _largest_filled(mask):
+    """The largest connected region of ``mask`` with its holes filled slice by slice (so a ring of scalp or a
+    chest wall encloses what is inside it in each slice, even where the region is open at its ends)."""
+    import SimpleITK as sitk
+
+    filled = sitk.JoinSeries([sitk.BinaryFillhole(mask[:, :, k]) for k in range(mask.GetSize()[2])])
+    filled.CopyInformation(mask)
+    return sitk.RelabelComponent(sitk.ConnectedComponent(filled), sortByObjectSize=True) == 1
+
+
+def _millilitres(mask) -> float:
+    import SimpleITK as sitk
+
+    spacing = mask.GetSpacing()
+    return float(sitk.GetArrayViewFromImage(mask).sum()) * abs(spacing[0] * spacing[1] * spacing[2]) / 1000.0
+
+
+def tissue_volume_ml(volume: Volume) -> float:
+    """Volume (mL) of the largest region above the image's Otsu threshold, holes filled slice by slice."""
+    import SimpleITK as sitk
+
+    image = _check_grid(volume)
+    return _millilitres(_largest_filled(sitk.OtsuThreshold(image, 0, 1)))
+
+
+def internal_air_ml(volume: Volume) -> float:
+    """Volume (mL) of air (< -400 HU) enclosed by the body in a CT: lungs and bowel gas in the trunk, next to
+    nothing in an arm or a leg."""
+    import SimpleITK as sitk
+
+    image = _check_grid(volume)
+    soft_tissue = image > AIR_HU
+    body = _largest_filled(soft_tissue)
+    return _millilitres(sitk.And(body, sitk.Not(soft_tissue)))
 
 
 def skull_warning(volume: Volume) -> str | None:
@@ -49,7 +86,21 @@ def skull_warning(volume: Volume) -> str | None:
     )
 
 
-REQUIREMENT_CHECKS: dict[str, Callable[[Volume], str | None]] = {SKULL_STRIPPED: skull_warning}
+def trunk_warning(volume: Volume) -> str | None:
+    """A warning when a CT holds the air of lungs or bowel, i.e. shows the trunk rather than a limb."""
+    millilitres = internal_air_ml(volume)
+    if millilitres <= MAX_LIMB_AIR_ML:
+        return None
+    return (
+        f"the input looks like a CT of the trunk ({millilitres:.0f} mL of air inside the body: lungs or bowel): "
+        "this model was trained on CTs of the arms and legs and marks normal organs (kidneys, liver, bowel) in "
+        "the trunk as lesions; check every result there"
+    )
+
+
+REQUIREMENT_CHECKS: dict[str, Callable[[Volume], str | None]] = {
+    SKULL_STRIPPED: skull_warning, EXTREMITY: trunk_warning,
+}
 
 
 def input_warnings(volume: Volume, requirements: list[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Warnings for inputs unlike a model's training data: a brain model given a head with skull and scalp."""
+"""Warnings for inputs unlike a model's training data: a brain model given a head with skull and scalp, the
+extremity CT model given the trunk."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from conftest import SHARED_DATA, needs_shared_data, oblique_direction, write_th
 from LesionDetectLib.bundles import load_model
 from LesionDetectLib.detect import detect
 from LesionDetectLib.errors import ModelBundleError
-from LesionDetectLib.input_checks import MAX_BRAIN_ML, SKULL_STRIPPED, input_warnings, tissue_volume_ml
+from LesionDetectLib.input_checks import (
+    EXTREMITY,
+    MAX_BRAIN_ML,
+    SKULL_STRIPPED,
+    input_warnings,
+    internal_air_ml,
+    tissue_volume_ml,
+)
 from LesionDetectLib.io import read_volume
 from LesionDetectLib.volume import Volume
 
@@ -73,6 +81,39 @@ def test_real_scans_stripped_and_not(relative, stripped):
     volume = read_volume(SHARED_DATA / relative)
     assert (tissue_volume_ml(volume) <= MAX_BRAIN_ML) is stripped
     assert (input_warnings(volume, [SKULL_STRIPPED]) == []) is stripped
+
+
+def body_ct(lungs: bool) -> Volume:
+    """An elliptic trunk-sized body of soft tissue (40 HU) in air; with ``lungs``, two air-filled ellipsoids
+    inside it (2 × 0.42 L)."""
+    shape = (80, 160, 200)
+    array = np.full(shape, -1000, np.int16)
+    array[ellipsoid(shape, (200, 120, 160))] = 40
+    if lungs:
+        k, j, i = np.indices(shape)
+        for side in (-1, 1):
+            offsets = ((k - 39.5) * SPACING[2], (j - 79.5) * SPACING[1], (i - 99.5 - side * 50) * SPACING[0])
+            array[sum((o / r) ** 2 for o, r in zip(offsets, (60, 60, 28))) <= 1] = -850
+    return Volume(array, SPACING, (-90.0, 120.0, -30.0), oblique_direction(), "body", modality="CT")
+
+
+def test_trunk_warning_only_when_air_is_enclosed_by_the_body():
+    assert internal_air_ml(body_ct(lungs=False)) == 0
+    assert internal_air_ml(body_ct(lungs=True)) == pytest.approx(2 * 4 / 3 * np.pi * 60 * 60 * 28 / 1000, rel=0.05)
+    assert input_warnings(body_ct(lungs=False), [EXTREMITY]) == []
+    (message,) = input_warnings(body_ct(lungs=True), [EXTREMITY])
+    assert "looks like a CT of the trunk" in message
+
+
+@needs_shared_data
+@pytest.mark.parametrize(("relative", "limb"), [
+    ("ct-soft-tissue-sarcoma/STS_036/image.nii.gz", True),  # the most enclosed air of the 45 crops (69 mL)
+    ("ct-soft-tissue-sarcoma/STS_001/image.nii.gz", True),
+    ("real-ct-nifti/ct_3mm.nii.gz", False),
+    ("real-ct-nifti/ct_1p5mm_crop.nii.gz", False),
+])
+def test_real_cts_limb_and_trunk(relative, limb):
+    assert (input_warnings(read_volume(SHARED_DATA / relative), [EXTREMITY]) == []) is limb
 
 
 def test_detect_and_cli_report_the_warning(tmp_path, capsys):
