@@ -37,6 +37,11 @@ def test_trained_bundles_credit_their_data_and_carry_cross_validated_metrics(nam
     assert (chosen["threshold"], chosen["min_lesion_mm3"]) == (spec.threshold, spec.min_lesion_mm3)
 
 
+@pytest.mark.parametrize(("name", "requirement"), [("brain-mri-lesions", "skull-stripped"), ("ct-tumours", "extremity")])
+def test_trained_bundles_check_their_inputs_look_like_their_training_data(name, requirement):
+    assert list(load_model(name).spec.input_requirements) == [requirement]
+
+
 def test_sample_is_a_real_mr_volume(sample):
     assert sample.modality == "MR" and sample.shape_ijk == (131, 164, 130)
 
