@@ -93,31 +93,42 @@ def from_probability(
     """Lesions (sorted by confidence) and their label map ``[k, j, i]`` (lesion n has value n)."""
     import SimpleITK as sitk
 
-    reference = volume.with_array(probability.astype(np.float32, copy=False))
-    probability_image = reference.to_sitk()
-    components = sitk.ConnectedComponent(probability_image >= threshold, True)
+    probability = probability.astype(np.float32, copy=False)
+    mask = volume.with_array((probability >= threshold).view(np.uint8)).to_sitk()
+    components = sitk.ConnectedComponent(mask, True)
     min_voxels = int(math.ceil(min_volume_mm3 / volume.voxel_volume_mm3 - 1e-9)) if min_volume_mm3 > 0 else 0
     components = sitk.RelabelComponent(components, minimumObjectSize=min_voxels, sortByObjectSize=True)
     shapes = sitk.LabelShapeStatisticsImageFilter()
     shapes.Execute(components)
-    values = sitk.LabelStatisticsImageFilter()
-    values.Execute(probability_image, components)
-    labels = [label for label in shapes.GetLabels() if label != 0]
-    order = sorted(labels, key=lambda label: (-values.GetMaximum(label), -shapes.GetNumberOfPixels(label), label))
-    order = order[:max_lesions] if max_lesions is not None else order
-
     old_labels = sitk.GetArrayViewFromImage(components)
-    lookup = np.zeros(max(labels, default=0) + 1, dtype=np.uint16)
-    lookup[order] = np.arange(1, len(order) + 1, dtype=np.uint16)
-    label_map = lookup[old_labels]
+    boxes = {label: _bounding_box_kji(shapes, label) for label in shapes.GetLabels() if label != 0}
+    confidence = {  # work in each lesion's bounding box only: cheap on a big scan with small lesions
+        label: _max_and_mean(probability[box][old_labels[box] == label]) for label, box in boxes.items()
+    }
+    order = sorted(boxes, key=lambda label: (-confidence[label][0], -shapes.GetNumberOfPixels(label), label))
+    order = order[:max_lesions]
+    label_map = np.zeros(probability.shape, dtype=np.uint16)
+    for new_id, label in enumerate(order, start=1):
+        box = boxes[label]
+        label_map[box][old_labels[box] == label] = new_id
     lesions = [
-        _measure(new_id, label_map, volume, shapes, label, values, measure_surfaces)
+        _measure(new_id, label_map, volume, shapes, label, confidence[label], measure_surfaces)
         for new_id, label in enumerate(order, start=1)
     ]
     return lesions, label_map
 
 
-def _measure(new_id, label_map, volume, shapes, label, values, measure_surfaces) -> Lesion:
+def _bounding_box_kji(shapes, label: int) -> tuple[slice, slice, slice]:
+    """The ``[k, j, i]`` slices of a label's bounding box in a ``LabelShapeStatisticsImageFilter``."""
+    i, j, k, size_i, size_j, size_k = shapes.GetBoundingBox(label)
+    return slice(k, k + size_k), slice(j, j + size_j), slice(i, i + size_i)
+
+
+def _max_and_mean(values: np.ndarray) -> tuple[float, float]:
+    return float(values.max()), float(values.mean(dtype=np.float64))
+
+
+def _measure(new_id, label_map, volume, shapes, label, confidence: tuple[float, float], measure_surfaces) -> Lesion:
     start_i, start_j, start_k, size_i, size_j, size_k = shapes.GetBoundingBox(label)
     bbox_min = (start_i, start_j, start_k)
     bbox_max = (start_i + size_i - 1, start_j + size_j - 1, start_k + size_k - 1)
@@ -125,7 +136,7 @@ def _measure(new_id, label_map, volume, shapes, label, values, measure_surfaces)
     volume_mm3 = count * volume.voxel_volume_mm3
     centroid_lps = tuple(float(v) for v in shapes.GetCentroid(label))
     centroid_ijk = tuple(float(v) for v in apply_affine(np.linalg.inv(volume.ijk_to_lps()), centroid_lps))
-    crop = label_map[start_k : bbox_max[2] + 1, start_j : bbox_max[1] + 1, start_i : bbox_max[0] + 1] == new_id
+    crop = label_map[_bounding_box_kji(shapes, label)] == new_id
     area, sphericity = (None, None)
     if measure_surfaces:
         from .surface import lesion_mesh, mesh_measures
@@ -133,8 +144,8 @@ def _measure(new_id, label_map, volume, shapes, label, values, measure_surfaces)
         area, sphericity = mesh_measures(lesion_mesh(label_map, volume, new_id, bbox_min, bbox_max), volume_mm3)
     return Lesion(
         id=new_id,
-        confidence_max=float(values.GetMaximum(label)),
-        confidence_mean=float(values.GetMean(label)),
+        confidence_max=confidence[0],
+        confidence_mean=confidence[1],
         voxel_count=count,
         volume_mm3=float(volume_mm3),
         centroid_ijk=centroid_ijk,

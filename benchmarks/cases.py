@@ -8,12 +8,14 @@ written once as a compressed NIfTI into a cache folder, so that the benchmark ti
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ``LESIONDETECT_SHARED_DATA`` points elsewhere (e.g. on a GPU machine that gets a copy of a few volumes)
+SHARED_DATA = Path(os.environ.get("LESIONDETECT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CACHE = Path(__file__).resolve().parent / "out" / "cache"  # ignored by git
 CT_SPACING = (0.7, 0.7, 1.25)
 LESION_HU = 160  # hyper-dense: above soft tissue and below bone (what the benchmark's lesion head keys on)

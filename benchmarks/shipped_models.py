@@ -1,7 +1,10 @@
 """End-to-end time and peak memory of the shipped models, as a user runs them: `lesiondetect detect` in a fresh
 process (interpreter start, imports, model load, read, detect, write), side by side in one run.
 
-    python benchmarks/shipped_models.py [--device cpu|cuda] [--repeats 3]
+    python benchmarks/shipped_models.py [--device cpu|cuda] [--repeats 3] [--warm]
+
+``--warm`` instead times read → detect → write inside one process with the model loaded and one warm-up run
+done (CUDA context, cuDNN plans), stage by stage: what a Slicer session or a batch job pays per scan.
 
 Inputs: a real BraTS FLAIR (240×240×155, 1 mm) and the shipped MS FLAIR sample for `brain-mri-lesions`; the
 synthetic 512×512×300 CT of `cases.py`, the real whole-torso CT and the shipped sarcoma sample for
@@ -56,12 +59,70 @@ def run_once(path: Path, model: str, device: str) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 2**20
 
 
+class StageClock:
+    """Seconds spent in each stage, switched by `enter` or by `detect`'s progress callback."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.stage = "read"
+        self.since = time.perf_counter()
+
+    def enter(self, stage: str) -> None:
+        if stage == self.stage:
+            return
+        now = time.perf_counter()
+        self.seconds[self.stage] = self.seconds.get(self.stage, 0.0) + now - self.since
+        self.stage, self.since = stage, now
+
+    def progress(self, stage: str, fraction: float, message: str) -> None:
+        if stage != "warning":
+            self.enter(POSTPROCESS_STAGES.get(message, stage))
+
+
+POSTPROCESS_STAGES = {"probabilities onto the input grid": "resample back",
+                      "connected components and measurements": "lesions"}
+STAGES = ("read", "checks", "preprocess", "inference", "resample back", "lesions", "write")
+
+
+def warm_stages(path: Path, model_name: str, device: str, repeats: int) -> dict[str, float]:
+    """Median seconds per stage (and in all) of read → detect → write in this process, after one warm-up run."""
+    from LesionDetectLib import detect, load_model, read_volume
+
+    model = load_model(model_name)
+    runs = []
+    for repeat in range(repeats + 1):
+        clock = StageClock()
+        volume = read_volume(path)
+        clock.enter("checks")
+        result = detect(volume, model, device=device, progress=clock.progress)
+        clock.enter("write")
+        with tempfile.TemporaryDirectory() as out:
+            result.write(out)
+        clock.enter("done")
+        if repeat:
+            runs.append({**clock.seconds, "total": sum(clock.seconds.values())})
+    return {key: statistics.median(run.get(key, 0.0) for run in runs) for key in (*STAGES, "total")}
+
+
+def print_warm(cases: list[tuple[str, Path, str]], device: str, repeats: int) -> None:
+    """Stage table of `warm_stages` for every input."""
+    print(f"{'input':30s} {'model':18s} " + " ".join(f"{stage:>13s}" for stage in (*STAGES, "total")))
+    for label, path, model in cases:
+        seconds = warm_stages(path, model, device, repeats)
+        print(f"{label:30s} {model:18s} " + " ".join(f"{seconds[key]:13.3f}" for key in (*STAGES, "total")))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warm", action="store_true", help="stage times in one process, model loaded and warm")
     args = parser.parse_args()
     cases = inputs()
+    if args.warm:
+        print(f"{cpu_model()}, {os.cpu_count()} cores, device {args.device}, warm, median of {args.repeats}")
+        print_warm(cases, args.device, args.repeats)
+        return 0
     times: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in cases}
     for _ in range(args.repeats):
         for label, path, model in cases:
