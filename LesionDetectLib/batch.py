@@ -22,6 +22,7 @@ class DetectOptions:
 
     model: str | None = None
     threshold: float | None = None
+    outline_threshold: float | None = None
     min_volume_mm3: float | None = None
     max_lesions: int | None = None
     device: str = "auto"
@@ -75,7 +76,8 @@ def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCac
     progress("load_model", 0.05, "loading model")
     model = models.for_volume(volume.modality)
     result = detect(
-        volume, model, threshold=options.threshold, min_volume_mm3=options.min_volume_mm3,
+        volume, model, threshold=options.threshold, outline_threshold=options.outline_threshold,
+        min_volume_mm3=options.min_volume_mm3,
         max_lesions=options.max_lesions, device=options.device, batch_size=options.batch_size,
         overlap=options.overlap, force_modality=options.force_modality, progress=progress,
     )

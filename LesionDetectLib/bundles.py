@@ -63,6 +63,7 @@ class ModelSpec:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     input_requirements: list[str] = field(default_factory=list)  # names in input_checks.REQUIREMENT_CHECKS
+    outline_threshold: float | None = None  # how far a lesion extends (≤ threshold); None: the threshold
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "model.json") -> ModelSpec:
@@ -70,7 +71,7 @@ class ModelSpec:
         if not isinstance(data, dict):
             raise ModelBundleError(f"{source}: must hold a JSON object")
         known = {f.name for f in fields(cls)}
-        optional = {"provenance", "metrics", "input_requirements"}
+        optional = {"provenance", "metrics", "input_requirements", "outline_threshold"}
         problems = [f"missing field {name!r}" for name in sorted(known - optional - data.keys())]
         problems += [f"unknown field {name!r}" for name in sorted(data.keys() - known)]
         if not problems:
@@ -106,6 +107,7 @@ def _value_problems(data: dict[str, Any]) -> list[str]:
         (isinstance(data["batch_size"], int) and data["batch_size"] >= 1, "batch_size must be ≥ 1"),
         (isinstance(data["threshold"], (int, float)) and 0 < data["threshold"] < 1, "threshold must be in (0, 1)"),
         (isinstance(data["min_lesion_mm3"], (int, float)) and data["min_lesion_mm3"] >= 0, "min_lesion_mm3 ≥ 0"),
+        (_outline_ok(data.get("outline_threshold"), data["threshold"]), "outline_threshold must be in (0, threshold]"),
         (_is_list(data.get("input_requirements", []), str)
          and set(data.get("input_requirements", [])) <= set(REQUIREMENT_CHECKS),
          f"input_requirements: a list of {sorted(REQUIREMENT_CHECKS)}"),
@@ -114,6 +116,13 @@ def _value_problems(data: dict[str, Any]) -> list[str]:
          f"weights must be {{file: {WEIGHTS_FILE}, sha256: 64 hex digits}}"),
     ]
     return [message for ok, message in checks if not ok]
+
+
+def _outline_ok(outline: Any, threshold: Any) -> bool:
+    """No outline threshold, or one in (0, threshold] (a bad threshold is reported by its own check)."""
+    if outline is None or not isinstance(threshold, (int, float)):
+        return True
+    return isinstance(outline, (int, float)) and not isinstance(outline, bool) and 0 < outline <= threshold
 
 
 def _intensity_ok(intensity: Any) -> bool:

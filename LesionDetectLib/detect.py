@@ -8,6 +8,7 @@ from .bundles import Model, load_model
 from .errors import ModalityMismatchError
 from .input_checks import input_warnings
 from .io import validate_volume
+from .lesions import effective_outline_threshold
 from .resources import check_memory
 from .result import DetectionResult
 from .volume import Volume
@@ -36,12 +37,17 @@ def detect(
     min_volume_mm3: float | None = None,
     max_lesions: int | None = None,
     device: str = "auto",
+    outline_threshold: float | None = None,
     batch_size: int | None = None,
     overlap: float | None = None,
     force_modality: bool = False,
     progress: ProgressCallback = _silent,
 ) -> DetectionResult:
-    """Find lesions in ``volume`` with ``model`` (a `Model` or a name/path); settings default to the model's."""
+    """Find lesions in ``volume`` with ``model`` (a `Model` or a name/path); settings default to the model's.
+
+    ``threshold`` decides which regions are lesions (their highest probability reaches it) and
+    ``outline_threshold`` how far each extends; the outline threshold is never above the threshold.
+    """
     from . import infer, lesions, preprocess
 
     model = load_model(model) if not isinstance(model, Model) else model
@@ -49,6 +55,9 @@ def detect(
     check_modality(volume, model, force_modality)
     spec = model.spec
     threshold = spec.threshold if threshold is None else threshold
+    outline_threshold = effective_outline_threshold(
+        threshold, spec.outline_threshold if outline_threshold is None else outline_threshold
+    )
     min_volume_mm3 = spec.min_lesion_mm3 if min_volume_mm3 is None else min_volume_mm3
     device = infer.resolve_device(device)
 
@@ -73,9 +82,12 @@ def detect(
     probability = preprocess.to_input_grid(model_probability, model_input.grid, volume)
     del model_probability, model_input  # free the model-grid arrays before full-resolution post-processing
     progress("postprocess", 0.87, "connected components and measurements")
-    found, label_map = lesions.from_probability(probability, volume, threshold, min_volume_mm3, max_lesions)
+    found, label_map = lesions.from_probability(
+        probability, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
+    )
     settings = {
-        "threshold": threshold, "min_volume_mm3": min_volume_mm3, "max_lesions": max_lesions,
+        "threshold": threshold, "outline_threshold": outline_threshold, "min_volume_mm3": min_volume_mm3,
+        "max_lesions": max_lesions,
         "device": device, "model": model.name, "model_version": spec.version,
     }
     return DetectionResult(

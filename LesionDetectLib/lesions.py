@@ -89,12 +89,19 @@ def from_probability(
     min_volume_mm3: float = 0.0,
     max_lesions: int | None = None,
     measure_surfaces: bool = True,
+    outline_threshold: float | None = None,
 ) -> tuple[list[Lesion], np.ndarray]:
-    """Lesions (sorted by confidence) and their label map ``[k, j, i]`` (lesion n has value n)."""
+    """Lesions (sorted by confidence) and their label map ``[k, j, i]`` (lesion n has value n).
+
+    A lesion is a 26-connected region of probability ≥ ``outline_threshold`` (default: ``threshold``) whose
+    highest probability reaches ``threshold`` and whose volume reaches ``min_volume_mm3``: the threshold decides
+    which regions are lesions, the outline threshold how far each extends (hysteresis thresholding).
+    """
     import SimpleITK as sitk
 
+    outline_threshold = effective_outline_threshold(threshold, outline_threshold)
     probability = probability.astype(np.float32, copy=False)
-    mask = volume.with_array((probability >= threshold).view(np.uint8)).to_sitk()
+    mask = volume.with_array((probability >= outline_threshold).view(np.uint8)).to_sitk()
     components = sitk.ConnectedComponent(mask, True)
     min_voxels = int(math.ceil(min_volume_mm3 / volume.voxel_volume_mm3 - 1e-9)) if min_volume_mm3 > 0 else 0
     components = sitk.RelabelComponent(components, minimumObjectSize=min_voxels, sortByObjectSize=True)
@@ -105,7 +112,8 @@ def from_probability(
     confidence = {  # work in each lesion's bounding box only: cheap on a big scan with small lesions
         label: _max_and_mean(probability[box][old_labels[box] == label]) for label, box in boxes.items()
     }
-    order = sorted(boxes, key=lambda label: (-confidence[label][0], -shapes.GetNumberOfPixels(label), label))
+    confident = [label for label in boxes if confidence[label][0] >= np.float32(threshold)]  # as the mask compares
+    order = sorted(confident, key=lambda label: (-confidence[label][0], -shapes.GetNumberOfPixels(label), label))
     order = order[:max_lesions]
     label_map = np.zeros(probability.shape, dtype=np.uint16)
     for new_id, label in enumerate(order, start=1):
@@ -116,6 +124,11 @@ def from_probability(
         for new_id, label in enumerate(order, start=1)
     ]
     return lesions, label_map
+
+
+def effective_outline_threshold(threshold: float, outline_threshold: float | None) -> float:
+    """The outline threshold in force: never above the detection threshold (a lower threshold lowers both)."""
+    return threshold if outline_threshold is None else min(outline_threshold, threshold)
 
 
 def _bounding_box_kji(shapes, label: int) -> tuple[slice, slice, slice]:

@@ -78,6 +78,8 @@ def test_raw_pickle_is_refused(threshold_bundle):
         ({"modality": "PET"}, "modality"),
         ({"spacing": [1, 1]}, "spacing"),
         ({"threshold": 1.5}, "threshold"),
+        ({"threshold": 0.6, "outline_threshold": 0.7}, "outline_threshold must be in"),
+        ({"outline_threshold": 0}, "outline_threshold must be in"),
     ],
 )
 def test_invalid_specs_are_refused(threshold_bundle, change, message):

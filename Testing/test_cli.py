@@ -47,6 +47,15 @@ def test_detect_writes_all_outputs_and_jsonl_progress(workspace, tmp_path):
     assert len(lesions) == 1
 
 
+def test_outline_threshold_option_is_used_and_recorded(workspace, tmp_path):
+    root, bundle, image = workspace
+    done = lesiondetect("detect", image, "-o", tmp_path, "--model", bundle, "--threshold", "0.6",
+                        "--outline-threshold", "0.9", "--quiet", env_models=root / "none")
+    assert done.returncode == 0, done.stderr
+    settings = json.loads((tmp_path / "case.lesions.json").read_text())["settings"]
+    assert (settings["threshold"], settings["outline_threshold"]) == (0.6, 0.6)  # never above the threshold
+
+
 def test_bad_input_exit_code_and_nothing_written(workspace, tmp_path):
     root, bundle, _ = workspace
     flat = root / "flat.nii.gz"

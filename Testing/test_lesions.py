@@ -60,6 +60,26 @@ def test_threshold_is_inclusive_and_empty_result():
     assert lesions == [] and not label_map.any()
 
 
+def test_outline_threshold_extends_confident_lesions_and_drops_the_others():
+    """Hysteresis: regions reaching the threshold are outlined at the lower outline threshold."""
+    volume, probability = probability_volume()
+    peak_only, _ = from_probability(probability, volume, 0.92, measure_surfaces=False)
+    assert [lesion.voxel_count for lesion in peak_only] == [1]
+    lesions, label_map = from_probability(probability, volume, 0.92, measure_surfaces=False, outline_threshold=0.5)
+    assert [lesion.voxel_count for lesion in lesions] == [500]  # the 0.7 and 0.6 boxes never reach 0.92
+    assert lesions[0].confidence_max == pytest.approx(0.95) and int((label_map == 1).sum()) == 500
+    voxel = 0.8 * 0.9 * 2.5
+    assert from_probability(probability, volume, 0.92, min_volume_mm3=501 * voxel, measure_surfaces=False,
+                            outline_threshold=0.5)[0] == []  # the size filter applies to the outlined region
+
+
+def test_an_outline_threshold_above_the_threshold_is_the_threshold():
+    volume, probability = probability_volume()
+    plain = from_probability(probability, volume, 0.7, measure_surfaces=False)
+    above = from_probability(probability, volume, 0.7, measure_surfaces=False, outline_threshold=0.9)
+    assert plain[0] == above[0] and np.array_equal(plain[1], above[1])
+
+
 def test_diagonal_neighbours_join_26_connectivity():
     volume = make_volume(lesions=())
     probability = np.zeros(volume.array.shape, np.float32)

@@ -34,7 +34,8 @@ def test_trained_bundles_credit_their_data_and_carry_cross_validated_metrics(nam
     assert dataset["cases"] == sum(dataset["sources"].values()) == len(dataset["training_case_ids"])
     cross_validation = spec.metrics["cross_validation"]
     chosen = cross_validation["configurations"][cross_validation["chosen"]]
-    assert (chosen["threshold"], chosen["min_lesion_mm3"]) == (spec.threshold, spec.min_lesion_mm3)
+    assert (chosen["threshold"], chosen.get("outline_threshold"), chosen["min_lesion_mm3"]) == (
+        spec.threshold, spec.outline_threshold, spec.min_lesion_mm3)
 
 
 @pytest.mark.parametrize(("name", "requirement"), [("brain-mri-lesions", "skull-stripped"), ("ct-tumours", "extremity")])

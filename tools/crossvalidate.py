@@ -3,9 +3,9 @@
 For each fold: ``lesiondetect train DATALIST --folds K --fold F`` (plus the recipe flags given after ``--``),
 then ``lesiondetect detect`` on that fold's validation cases (never seen in its training) with
 ``--save-probability``. Every case is validated exactly once. The saved probability maps are then
-re-thresholded at each (threshold, minimum lesion volume) of a grid and evaluated with ``lesiondetect
-evaluate`` under each lesion type's rule; the pair maximising the mean over the lesion types of
-(F1 + Dice) / 2 is the one to ship (``selected`` in ``cv_summary.json``). Everything is written under OUT
+re-thresholded at each (threshold, outline threshold, minimum lesion volume) of a grid and evaluated with
+``lesiondetect evaluate`` under each lesion type's rule; the setting maximising the mean over the lesion types
+of (F1 + Dice) / 2 is the one to ship (``selected`` in ``cv_summary.json``). Everything is written under OUT
 (fold bundles, predictions, ``evaluation/t<threshold>-m<mm3>/<lesion type>/summary.json`` and
 ``cv_summary.json``); a stopped run resumes, keeping finished folds, detections and evaluations.
 
@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+OUTLINE_THRESHOLDS = (None, 0.3, 0.5, 0.7)  # None: outline at the threshold; else only those below it
 MIN_VOLUMES_MM3 = (10.0, 50.0, 200.0)
 
 
@@ -53,15 +54,15 @@ def run_fold(datalist: Path, out: Path, folds: int, fold: int, recipe_args: list
                          "--progress", "none", "--quiet")
 
 
-def rethreshold(out: Path, threshold: float, min_volume_mm3: float) -> Path:
-    """Predictions at ``threshold`` and ``min_volume_mm3`` from the saved probability maps (as `detect` does)."""
+def rethreshold(out: Path, threshold: float, min_volume_mm3: float, outline_threshold: float | None) -> Path:
+    """Predictions of one setting from the saved probability maps (as `detect` makes them)."""
     import SimpleITK as sitk
 
     from LesionDetectLib.lesions import from_probability
     from LesionDetectLib.result import DetectionResult
     from LesionDetectLib.volume import Volume
 
-    target = out / "predictions" / setting_name(threshold, min_volume_mm3)
+    target = out / "predictions" / setting_name(threshold, min_volume_mm3, outline_threshold)
     partial = target.with_name(target.name + ".partial")  # renamed when complete, so a stopped run redoes it
     shutil.rmtree(partial, ignore_errors=True)
     for case_dir in sorted((out / "probabilities").iterdir()):
@@ -70,7 +71,7 @@ def rethreshold(out: Path, threshold: float, min_volume_mm3: float) -> Path:
             probability = Volume.from_sitk(sitk.ReadImage(str(probability_path)))
             spec = json.loads((case_dir / f"{stem}.lesions.json").read_text())["settings"]
             lesions, label_map = from_probability(probability.array, probability, threshold, min_volume_mm3,
-                                                  measure_surfaces=False)
+                                                  measure_surfaces=False, outline_threshold=outline_threshold)
             result = DetectionResult(probability, lesions, label_map, probability.array, threshold, spec["model"])
             result.write(partial / case_dir.name, stem)
     partial.rename(target)
@@ -84,18 +85,22 @@ def evaluate(args: argparse.Namespace, setting: str, lesion_type: str, rule: str
         return json.loads((report / "summary.json").read_text())
     predictions = args.out / "predictions" / setting
     if not predictions.exists():
-        threshold, min_volume_mm3 = GRID[setting]
-        rethreshold(args.out, threshold, min_volume_mm3)
+        rethreshold(args.out, *GRID[setting])
     lesiondetect("evaluate", "--pred", str(predictions), "--ref", str(args.datalist), "--rule", rule,
                  "--filter", f"lesion_type={lesion_type}", "-o", str(report), "--threshold", "0")
     return json.loads((report / "summary.json").read_text())
 
 
-def setting_name(threshold: float, min_volume_mm3: float) -> str:
-    return f"t{threshold:.2f}-m{min_volume_mm3:g}"
+def setting_name(threshold: float, min_volume_mm3: float, outline_threshold: float | None = None) -> str:
+    outline = "" if outline_threshold is None else f"-o{outline_threshold:.2f}"
+    return f"t{threshold:.2f}{outline}-m{min_volume_mm3:g}"
 
 
-GRID = {setting_name(threshold, volume): (threshold, volume) for threshold in THRESHOLDS for volume in MIN_VOLUMES_MM3}
+GRID = {
+    setting_name(threshold, volume, outline): (threshold, volume, outline)
+    for threshold in THRESHOLDS for outline in OUTLINE_THRESHOLDS for volume in MIN_VOLUMES_MM3
+    if outline is None or outline < threshold
+}
 
 
 def value(metrics: dict, name: str) -> float:
@@ -134,10 +139,11 @@ def main() -> None:
     for fold in range(args.folds):
         run_fold(args.datalist, args.out, args.folds, fold, recipe_args)
     grid: dict[str, dict] = {}
-    for name, (threshold, min_volume) in GRID.items():
+    for name, (threshold, min_volume, outline) in GRID.items():
         scores, free = ({lesion_type: evaluate(args, name, lesion_type, rule)
                          for lesion_type, rule in kinds.items()} for kinds in (rules, lesion_free))
-        grid[name] = {"threshold": threshold, "min_lesion_mm3": min_volume, "scores": scores, "lesion_free": free}
+        grid[name] = {"threshold": threshold, "outline_threshold": outline, "min_lesion_mm3": min_volume,
+                      "scores": scores, "lesion_free": free}
     selected = max(grid, key=lambda name: selection_score(grid[name]["scores"]))
     summary = {"selected": selected, "grid": grid,
                "selection": "highest mean over the lesion types of (lesion-wise F1 + whole-case Dice) / 2"}

@@ -6,7 +6,8 @@
 FINAL_BUNDLE is the model trained on all cases (``lesiondetect train … --val-fraction 0``); each CV_DIR is a
 ``tools/crossvalidate.py`` output of one configuration, and ``--chosen`` names the configuration the final
 model was trained with. The tool
-- copies the bundle to ``--ship`` with ``metrics.cross_validation`` added to ``model.json`` (the chosen
+- copies the bundle to ``--ship`` with the chosen configuration's selected threshold, outline threshold and
+  minimum lesion volume as its defaults and ``metrics.cross_validation`` added to ``model.json`` (the chosen
   configuration's metrics at its selected threshold and minimum lesion volume, with bootstrap CIs, per
   lesion type, and every configuration's summary); the weights and their checksum are unchanged;
 - copies the evidence to ``--docs``: the final training log and curves, each configuration's
@@ -38,6 +39,7 @@ def configuration(cv_dir: Path) -> dict:
         "recipe": {key: recipe[key] for key in RECIPE_KEYS},
         "folds": len(folds),
         "threshold": selected["threshold"],
+        "outline_threshold": selected.get("outline_threshold"),
         "min_lesion_mm3": selected["min_lesion_mm3"],
         "by_lesion_type": {kind: brief(score) for kind, score in selected["scores"].items()},
         "lesion_free": {kind: brief(score) for kind, score in selected.get("lesion_free", {}).items()},
@@ -51,9 +53,12 @@ def brief(summary: dict) -> dict:
 
 
 def ship(final: Path, target: Path, cross_validation: dict, credits: dict[str, str]) -> None:
-    """Copy the bundle with the cross-validated metrics and the training data's licences and citations
-    (``provenance.dataset.credits``, per source) in its ``model.json`` (validated, checksum unchanged)."""
+    """Copy the bundle with the chosen configuration's cross-validated setting (threshold, outline threshold,
+    minimum lesion volume) as its defaults, the cross-validated metrics, and the training data's licences and
+    citations (``provenance.dataset.credits``, per source) in its ``model.json`` (validated, checksum unchanged)."""
     spec = json.loads((final / SPEC_FILE).read_text())
+    chosen = cross_validation["configurations"][cross_validation["chosen"]]
+    spec.update({key: chosen[key] for key in ("threshold", "outline_threshold", "min_lesion_mm3")})
     spec["metrics"] = {**spec.get("metrics", {}), "cross_validation": cross_validation}
     dataset = spec.setdefault("provenance", {}).setdefault("dataset", {})
     unknown = set(credits) - set(dataset.get("sources", {}))
@@ -85,11 +90,14 @@ def copy_evidence(final: Path, cv_dirs: dict[str, Path], chosen: str, docs: Path
 
 
 def markdown(configurations: dict[str, dict], chosen: str) -> str:
-    rows = ["| config | grid (mm) | threshold / min mm³ | lesion type | sensitivity [95% CI] | FP per case | F1 | Dice |",
+    rows = ["| config | grid (mm) | threshold (outline) / min mm³ | lesion type | sensitivity [95% CI] | FP per case "
+            "| F1 | Dice |",
             "|---|---|---|---|---|---|---|---|"]
     for name, config in configurations.items():
+        outline = config.get("outline_threshold")
         setting = (f"| {name}{' (shipped)' if name == chosen else ''} | {config['recipe']['spacing'][0]:g} | "
-                   f"{config['threshold']:g} / {config['min_lesion_mm3']:g} |")
+                   f"{config['threshold']:g}{'' if outline is None else f' ({outline:g})'} / "
+                   f"{config['min_lesion_mm3']:g} |")
         for kind, score in config["by_lesion_type"].items():
             m = score["metrics"]
             rows.append(f"{setting} {kind} ({score['counts']['cases']} cases, {score['counts']['reference_lesions']} "
@@ -123,9 +131,9 @@ def main() -> None:
     configurations = {name: configuration(folder) for name, folder in cv_dirs.items()}
     cross_validation = {
         "chosen": args.chosen,
-        "selection": "per configuration, the threshold and minimum lesion volume with the highest mean over the "
-                     "lesion types of (lesion-wise F1 + whole-case Dice) / 2 on the cross-validation folds; then "
-                     "the configuration with the highest such score",
+        "selection": "per configuration, the threshold, outline threshold and minimum lesion volume with the "
+                     "highest mean over the lesion types of (lesion-wise F1 + whole-case Dice) / 2 on the "
+                     "cross-validation folds; then the configuration with the highest such score",
         "configurations": configurations,
     }
     ship(args.final, args.ship, cross_validation, dict(item.split("=", 1) for item in args.credit))

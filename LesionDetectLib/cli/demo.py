@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     result = summary.written[image]
     reference = read_volume(sample_path(sample.reference))
     picture = write_overview(args.output / f"{volume_stem(image)}.overview.png", result, reference.array)
-    print(f"model: {result.model_name} (threshold {result.threshold})")
+    print(f"model: {result.model_name} (threshold {result.threshold}, outline {result.settings['outline_threshold']})")
     note = training_note(sample, load_model(args.model or result.model_name).spec)
     if note:
         print(note)

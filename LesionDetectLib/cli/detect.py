@@ -17,7 +17,10 @@ def add_common_detect_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and post-processing options shared by `detect` and `demo`."""
     parser.add_argument("--model", help="model name (see 'lesiondetect models list') or bundle path; "
                         "default: the installed model for the input's modality")
-    parser.add_argument("--threshold", type=probability, help="probability threshold (default: the model's)")
+    parser.add_argument("--threshold", type=probability,
+                        help="probability a region must reach to be a lesion (default: the model's)")
+    parser.add_argument("--outline-threshold", type=probability, metavar="P",
+                        help="probability that outlines each lesion, at most --threshold (default: the model's)")
     parser.add_argument("--min-size", type=non_negative, metavar="MM3", help="smallest lesion kept, mm³")
     parser.add_argument("--max-lesions", type=positive_int, help="keep at most N most confident lesions")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
@@ -42,7 +45,8 @@ def add_parser(subparsers) -> None:
 
 def options_from(args: argparse.Namespace, **overrides) -> DetectOptions:
     return DetectOptions(
-        model=args.model, threshold=args.threshold, min_volume_mm3=args.min_size, max_lesions=args.max_lesions,
+        model=args.model, threshold=args.threshold, outline_threshold=args.outline_threshold,
+        min_volume_mm3=args.min_size, max_lesions=args.max_lesions,
         device=args.device, **overrides,
     )
 
