@@ -1,7 +1,8 @@
 """Ship a trained bundle with its cross-validated evidence.
 
     python tools/model_card.py FINAL_BUNDLE --cv NAME=CV_DIR [NAME=CV_DIR ...] --chosen NAME \\
-        --docs docs/models/MODEL --ship LesionDetectLib/models/MODEL [--credit "SOURCE=licence; citation" ...]
+        --docs docs/models/MODEL --ship LesionDetectLib/models/MODEL [--credit "SOURCE=licence; citation" ...] \\
+        [--keep NAME ...]
 
 FINAL_BUNDLE is the model trained on all cases (``lesiondetect train … --val-fraction 0``); each CV_DIR is a
 ``tools/crossvalidate.py`` output of one configuration, and ``--chosen`` names the configuration the final
@@ -46,6 +47,15 @@ def configuration(cv_dir: Path) -> dict:
     }
 
 
+def earlier_configurations(final: Path, names: list[str]) -> dict[str, dict]:
+    """Configurations named ``names`` from the cross-validation already recorded in ``final``'s model.json."""
+    recorded = json.loads((final / SPEC_FILE).read_text()).get("metrics", {}).get("cross_validation", {})
+    missing = set(names) - set(recorded.get("configurations", {}))
+    if missing:
+        raise SystemExit(f"--keep: {final / SPEC_FILE} records no configuration {', '.join(sorted(missing))}")
+    return {name: recorded["configurations"][name] for name in names}
+
+
 def brief(summary: dict) -> dict:
     """Counts, metrics with their CIs, and FROC points of an evaluation ``summary.json``."""
     return {"counts": summary["counts"], "metrics": summary["metrics"],
@@ -64,7 +74,7 @@ def ship(final: Path, target: Path, cross_validation: dict, credits: dict[str, s
     unknown = set(credits) - set(dataset.get("sources", {}))
     if unknown:
         raise SystemExit(f"--credit names sources the model was not trained on: {', '.join(sorted(unknown))}")
-    dataset["credits"] = credits
+    dataset["credits"] = credits or dataset.get("credits", {})  # none given: keep those recorded
     ModelSpec.from_dict(spec, source=str(final / SPEC_FILE))
     staging = target.with_name(f".{target.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -126,9 +136,12 @@ def main() -> None:
     parser.add_argument("--ship", type=Path, required=True)
     parser.add_argument("--credit", nargs="*", default=[], metavar="SOURCE=LICENCE AND CITATION",
                         help="licence and citation of each training data source (as named in the datalist)")
+    parser.add_argument("--keep", nargs="*", default=[], metavar="NAME",
+                        help="configurations cross-validated earlier, kept as they are in FINAL_BUNDLE's model.json")
     args = parser.parse_args()
     cv_dirs = {name: Path(folder) for name, folder in (item.split("=", 1) for item in args.cv)}
-    configurations = {name: configuration(folder) for name, folder in cv_dirs.items()}
+    configurations = {**earlier_configurations(args.final, args.keep),
+                      **{name: configuration(folder) for name, folder in cv_dirs.items()}}
     cross_validation = {
         "chosen": args.chosen,
         "selection": "per configuration, the threshold, outline threshold and minimum lesion volume with the "
