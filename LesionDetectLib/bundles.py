@@ -81,7 +81,11 @@ class ModelSpec:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The ``model.json`` content (an unset outline threshold is left out, as in the file)."""
+        data = asdict(self)
+        if data["outline_threshold"] is None:
+            del data["outline_threshold"]
+        return data
 
 
 def _value_problems(data: dict[str, Any]) -> list[str]:
