@@ -8,7 +8,6 @@ from .bundles import Model, load_model
 from .errors import ModalityMismatchError
 from .input_checks import input_warnings
 from .io import validate_volume
-from .lesions import effective_outline_threshold
 from .resources import check_memory
 from .result import DetectionResult
 from .volume import Volume
@@ -55,7 +54,7 @@ def detect(
     check_modality(volume, model, force_modality)
     spec = model.spec
     threshold = spec.threshold if threshold is None else threshold
-    outline_threshold = effective_outline_threshold(
+    outline_threshold = lesions.effective_outline_threshold(
         threshold, spec.outline_threshold if outline_threshold is None else outline_threshold
     )
     min_volume_mm3 = spec.min_lesion_mm3 if min_volume_mm3 is None else min_volume_mm3
