@@ -33,13 +33,22 @@ CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 @dataclass(frozen=True)
 class Case:
-    """One annotated scan: an image, its lesion mask, and optional ``source`` / ``lesion_type`` tags."""
+    """One annotated scan: an image, its lesion mask, and optional ``source`` / ``lesion_type`` / ``patient`` tags.
+
+    Scans sharing a ``patient`` (e.g. two time points) are always split together.
+    """
 
     id: str
     image: Path
     label: Path
     source: str | None = None
     lesion_type: str | None = None
+    patient: str | None = None
+
+    @property
+    def patient_id(self) -> str:
+        """The unit of splitting: the ``patient`` tag, else the case itself."""
+        return self.patient or self.id
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,7 @@ def _case(item: Any, base: Path, key: str, number: int, problems: list[str]) -> 
     image, label = (Path(os.path.expanduser(item[k])) for k in ("image", "label"))
     image, label = (p if p.is_absolute() else base / p for p in (image, label))
     case_id = str(item.get("case") or _case_id_from_image(image))
-    tags = {key: (str(item[key]) if item.get(key) is not None else None) for key in ("source", "lesion_type")}
+    tags = {key: (str(item[key]) if item.get(key) is not None else None) for key in ("source", "lesion_type", "patient")}
     return Case(case_id, image, label, **tags)
 
 
@@ -326,9 +335,10 @@ def split_cases(
       validates. Every case is validated in exactly one fold.
     - ``val_fraction=f``: a fraction f of the cases validates (0: no validation, train on everything).
     - neither: the dataset's own ``validation`` list when it has one, else ``val_fraction=0.2``.
-    Cases are stratified by their ``source`` tag, so each source appears in every part when it has enough
-    cases (a source with one case goes to training; with ``val_fraction`` each source with ≥ 2 cases gives
-    at least one validation case).
+    The unit is the patient (``patient`` tag, else the case): scans of one patient never straddle training
+    and validation. Patients are stratified by their ``source`` tag, so each source appears in every part
+    when it has enough patients (a source with one patient goes to training; with ``val_fraction`` each source
+    with ≥ 2 patients gives at least one validation patient).
     """
     if folds is not None and val_fraction is not None:
         raise LesionDetectError("give either --folds/--fold or --val-fraction, not both")
@@ -348,36 +358,41 @@ def split_cases(
     for group in _shuffled_groups(cases, seed):
         if len(group) >= 2:
             count = min(len(group) - 1, max(1, round(fraction * len(group))))
-            chosen.update(case.id for case in group[:count])
-    if not chosen and len(cases) >= 2:
-        chosen.add(_shuffled_groups(cases, seed)[0][0].id)
+            chosen.update(case.id for patient in group[:count] for case in patient)
+    patients = {case.patient_id for case in cases}
+    if not chosen and len(patients) >= 2:
+        chosen.update(case.id for case in _shuffled_groups(cases, seed)[0][0])
     training = tuple(case for case in cases if case.id not in chosen)
     validation = tuple(case for case in cases if case.id in chosen)
     return Split(training, validation, f"validation fraction {fraction:g}, seed {seed}",
                  {"val_fraction": fraction, "seed": seed})
 
 
-def _shuffled_groups(cases: Sequence[Case], seed: int) -> list[list[Case]]:
-    """Cases grouped by source (groups in name order), each group shuffled with ``seed``."""
-    groups: dict[str, list[Case]] = {}
+def _shuffled_groups(cases: Sequence[Case], seed: int) -> list[list[tuple[Case, ...]]]:
+    """Patients (tuples of their cases) grouped by source (groups in name order), each group shuffled with ``seed``."""
+    groups: dict[str, dict[str, list[Case]]] = {}
     for case in cases:
-        groups.setdefault(case.source or "", []).append(case)
+        groups.setdefault(case.source or "", {}).setdefault(case.patient_id, []).append(case)
     rng = random.Random(seed)
     shuffled = []
     for name in sorted(groups):
-        group = sorted(groups[name], key=lambda case: case.id)
-        rng.shuffle(group)
-        shuffled.append(group)
+        patients = [tuple(sorted(scans, key=lambda case: case.id)) for _, scans in sorted(groups[name].items())]
+        rng.shuffle(patients)
+        shuffled.append(patients)
     return shuffled
 
 
 def fold_assignment(cases: Sequence[Case], folds: int, seed: int) -> dict[str, int]:
-    """Case id → fold: each source's shuffled cases are dealt round-robin, continuing across sources."""
+    """Case id → fold: each source's shuffled patients are dealt round-robin, continuing across sources.
+
+    All scans of one patient land in the same fold.
+    """
     assignment: dict[str, int] = {}
     position = 0
     for group in _shuffled_groups(cases, seed):
-        for case in group:
-            assignment[case.id] = position % folds
+        for patient in group:
+            for case in patient:
+                assignment[case.id] = position % folds
             position += 1
     return assignment
 
@@ -387,8 +402,9 @@ def _fold_split(cases: list[Case], folds: int, fold: int, seed: int) -> Split:
         raise LesionDetectError(f"--folds must be ≥ 2, not {folds}")
     if not 0 <= fold < folds:
         raise LesionDetectError(f"--fold must be in 0…{folds - 1}, not {fold}")
-    if folds > len(cases):
-        raise DatasetError(f"{folds} folds need at least {folds} cases; the dataset has {len(cases)}")
+    patients = len({case.patient_id for case in cases})
+    if folds > patients:
+        raise DatasetError(f"{folds} folds need at least {folds} patients; the dataset has {patients}")
     assignment = fold_assignment(cases, folds, seed)
     training = tuple(case for case in cases if assignment[case.id] != fold)
     validation = tuple(case for case in cases if assignment[case.id] == fold)
