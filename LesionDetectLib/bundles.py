@@ -64,6 +64,7 @@ class ModelSpec:
     metrics: dict[str, Any] = field(default_factory=dict)
     input_requirements: list[str] = field(default_factory=list)  # names in input_checks.REQUIREMENT_CHECKS
     outline_threshold: float | None = None  # how far a lesion extends (≤ threshold); None: the threshold
+    flip_axes: list[int] = field(default_factory=list)  # test-time mirroring along these model-grid axes (x, y, z)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "model.json") -> ModelSpec:
@@ -71,7 +72,7 @@ class ModelSpec:
         if not isinstance(data, dict):
             raise ModelBundleError(f"{source}: must hold a JSON object")
         known = {f.name for f in fields(cls)}
-        optional = {"provenance", "metrics", "input_requirements", "outline_threshold"}
+        optional = {"provenance", "metrics", "input_requirements", "outline_threshold", "flip_axes"}
         problems = [f"missing field {name!r}" for name in sorted(known - optional - data.keys())]
         problems += [f"unknown field {name!r}" for name in sorted(data.keys() - known)]
         if not problems:
@@ -81,10 +82,12 @@ class ModelSpec:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``model.json`` content (an unset outline threshold is left out, as in the file)."""
+        """The ``model.json`` content (an unset outline threshold and no flips are left out, as in the file)."""
         data = asdict(self)
         if data["outline_threshold"] is None:
             del data["outline_threshold"]
+        if not data["flip_axes"]:
+            del data["flip_axes"]
         return data
 
 
@@ -112,6 +115,8 @@ def _value_problems(data: dict[str, Any]) -> list[str]:
         (isinstance(data["threshold"], (int, float)) and 0 < data["threshold"] < 1, "threshold must be in (0, 1)"),
         (isinstance(data["min_lesion_mm3"], (int, float)) and data["min_lesion_mm3"] >= 0, "min_lesion_mm3 ≥ 0"),
         (_outline_ok(data.get("outline_threshold"), data["threshold"]), "outline_threshold must be in (0, threshold]"),
+        (_is_list(data.get("flip_axes", []), int) and len(set(data.get("flip_axes", []))) == len(data.get("flip_axes", []))
+         and set(data.get("flip_axes", [])) <= {0, 1, 2}, "flip_axes: distinct axes among 0, 1, 2"),
         (_is_list(data.get("input_requirements", []), str)
          and set(data.get("input_requirements", [])) <= set(REQUIREMENT_CHECKS),
          f"input_requirements: a list of {sorted(REQUIREMENT_CHECKS)}"),

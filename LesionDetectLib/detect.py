@@ -76,6 +76,7 @@ def detect(
         model.network, model_input, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
         batch_size or infer.default_batch_size(spec.batch_size, device), device,
         on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"), warn=warn,
+        flip_axes=spec.flip_axes,
     )
     progress("postprocess", 0.85, "probabilities onto the input grid")
     probability = preprocess.to_input_grid(model_probability, model_input.grid, volume)

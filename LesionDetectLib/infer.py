@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -53,12 +53,15 @@ def probabilities(
     device: str,
     on_progress: Callable[[float], None] | None = None,
     foreground: np.ndarray | None = None,
+    flip_axes: Sequence[int] = (),
 ) -> np.ndarray:
     """Lesion probability ``[x, y, z]`` float32 for a ``[C, x, y, z]`` image, by Gaussian-blended sliding windows.
 
     With a ``foreground`` mask ``[x, y, z]`` (the body or brain), windows without a foreground voxel are not run
     and predict 0. A foreground voxel lies only in windows that are run, so its probability is what the full
     sliding window gives; only background voxels shared with a skipped window can change, and only downwards.
+    ``flip_axes`` (test-time augmentation): each window is also predicted mirrored along each of these axes of
+    ``[x, y, z]``, mirrored back, and the probabilities are averaged.
     """
     import torch
     from monai.inferers import sliding_window_inference
@@ -66,7 +69,7 @@ def probabilities(
     inputs = torch.from_numpy(_with_mask_channel(image, foreground))[None]
     roi = tuple(int(p) for p in patch_size)
     tick = _window_counter(on_progress, image.shape[1:], roi, overlap, batch_size)
-    predict = _predictor(network, device, tick, masked=foreground is not None)
+    predict = _predictor(network, device, tick, masked=foreground is not None, flip_axes=flip_axes)
     with torch.inference_mode():
         output = sliding_window_inference(
             inputs, roi_size=roi, sw_batch_size=batch_size, predictor=predict, overlap=overlap,
@@ -85,17 +88,26 @@ def _with_mask_channel(image: np.ndarray, foreground: np.ndarray | None) -> np.n
     return stacked
 
 
-def _predictor(network, device: str, tick: Callable[[], None], masked: bool):
+def _predictor(network, device: str, tick: Callable[[], None], masked: bool, flip_axes: Sequence[int] = ()):
     """The sliding window's predictor: probabilities of a batch of windows; with ``masked``, the input's last
-    channel is the foreground mask, and windows without foreground are not run (probability 0)."""
+    channel is the foreground mask, and windows without foreground are not run (probability 0); with
+    ``flip_axes``, the mean over the window and its mirror images along those spatial axes."""
     import torch
 
     use_cuda = device.startswith("cuda")
 
-    def run(patches: torch.Tensor) -> torch.Tensor:
+    def once(patches: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda):
-            logits = network(patches.to(device))
+            logits = network(patches)
         return _lesion_probability(logits.float())
+
+    def run(patches: torch.Tensor) -> torch.Tensor:
+        patches = patches.to(device)
+        probability = once(patches)
+        for axis in flip_axes:
+            dims = (int(axis) + 2,)
+            probability += torch.flip(once(torch.flip(patches, dims)), dims)
+        return probability / (1 + len(flip_axes)) if flip_axes else probability
 
     def predict(windows: torch.Tensor) -> torch.Tensor:
         tick()
@@ -114,7 +126,8 @@ def _predictor(network, device: str, tick: Callable[[], None], masked: bool):
 
 def probabilities_with_fallback(network_for, image, patch_size, overlap, batch_size, device, on_progress=None,
                                 warn: Callable[[str], None] = print,
-                                foreground: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+                                foreground: np.ndarray | None = None,
+                                flip_axes: Sequence[int] = ()) -> tuple[np.ndarray, str]:
     """`probabilities`, retrying on GPU out-of-memory with batch 1, then on the CPU; returns (map, device used)."""
     import torch
 
@@ -122,7 +135,7 @@ def probabilities_with_fallback(network_for, image, patch_size, overlap, batch_s
     if device.startswith("cuda"):
         attempts += [(device, 1)] if batch_size > 1 else []
         attempts += [("cpu", batch_size)]
-    masking = {} if foreground is None else {"foreground": foreground}
+    masking = {"flip_axes": flip_axes} if foreground is None else {"foreground": foreground, "flip_axes": flip_axes}
     for where, batch in attempts[:-1]:
         try:
             return probabilities(network_for(where), image, patch_size, overlap, batch, where, on_progress,
@@ -135,11 +148,12 @@ def probabilities_with_fallback(network_for, image, patch_size, overlap, batch_s
 
 
 def model_grid_probability(network_for, model_input, patch_size, overlap, batch_size, device, on_progress=None,
-                           warn: Callable[[str], None] = print) -> tuple[np.ndarray, str]:
+                           warn: Callable[[str], None] = print, flip_axes: Sequence[int] = ()) -> tuple[np.ndarray, str]:
     """The lesion probability of a `preprocess.ModelInput` on its grid, as `detect` and training validation
     compute it: windows with body/brain only, and 0 where the scan is constant padding; (map, device used)."""
     probability, device = probabilities_with_fallback(network_for, model_input.image, patch_size, overlap, batch_size,
-                                                      device, on_progress, warn, foreground=model_input.foreground)
+                                                      device, on_progress, warn, foreground=model_input.foreground,
+                                                      flip_axes=flip_axes)
     probability[~model_input.scanned] = 0.0
     return probability, device
 

@@ -1,12 +1,17 @@
-"""Build the CT training datalist: the 45 sarcoma crops plus the real lesion-free CTs as negatives.
+"""Build the CT training datalist: the 45 sarcoma crops, the 2 whole chest CTs with a lung lesion, and the real
+lesion-free CTs as negatives.
 
     python tools/make_ct_datalist.py ../shared/data OUT
 
-OUT receives ``datalist.json`` (MONAI datalist with ``case``, ``source`` and ``lesion_type`` per case), a link
-``ct-soft-tissue-sarcoma`` to the crops, and ``negatives/<case>/{image,label}.nii.gz``: each lesion-free CT
-(the DICOM series read with LesionDetect's own reader) with an all-zero label on its exact grid. Train on it
-with ``--allow-empty-labels``; ``lesion_type`` "none" lets ``tools/crossvalidate.py --lesion-free none=ct-tumour``
-count their false positives per whole scan.
+OUT receives ``datalist.json`` (MONAI datalist with ``case``, ``source`` and ``lesion_type`` per case), links
+``ct-soft-tissue-sarcoma`` and ``ct-lung-lesions`` to the annotated cases, and ``negatives/<case>/{image,
+label}.nii.gz``: each lesion-free CT (the DICOM series read with LesionDetect's own reader) with an all-zero label
+on its exact grid. Train on it with ``--allow-empty-labels``; ``lesion_type`` "none" lets
+``tools/crossvalidate.py --lesion-free none=ct-tumour`` count their false positives per whole scan.
+
+Sources are chosen so that k-fold splits (dealt round-robin within each source) put the two lung CTs in
+different folds, and the two whole lesion-free trunk CTs in different folds: each is then validated by a model
+that trained on the other.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ import SimpleITK as sitk
 
 from LesionDetectLib.io import read_volume
 
-NEGATIVES = {  # case id -> path under the shared data folder (README there: TotalSegmentator test data, Apache-2.0)
-    "torso-ct-3mm": "real-ct-nifti/ct_3mm.nii.gz",
-    "aorta-ct-crop": "real-ct-nifti/ct_1p5mm_crop.nii.gz",
-    "chest-abdomen-ct-dicom": "real-ct-dicom",
+WHOLE_TRUNK = "whole lesion-free trunk CT"
+PARTIAL = "lesion-free CT crop"
+NEGATIVES = {  # case id -> (path under the shared data folder, source); README there: sources and licences
+    "torso-ct-3mm": ("real-ct-nifti/ct_3mm.nii.gz", WHOLE_TRUNK),  # TotalSegmentator test data, Apache-2.0
+    "trunk-ct-ccth-a01": ("real-ct-nifti/ccth_a01_trunk.nii.gz", WHOLE_TRUNK),  # TCIA CC-Tumor-Heterogeneity, CC BY 4.0
+    "aorta-ct-crop": ("real-ct-nifti/ct_1p5mm_crop.nii.gz", PARTIAL),  # TotalSegmentator, Apache-2.0
+    "chest-abdomen-ct-dicom": ("real-ct-dicom", PARTIAL),  # TotalSegmentator, Apache-2.0
 }
-SARCOMA = "ct-soft-tissue-sarcoma"
+ANNOTATED = ("ct-soft-tissue-sarcoma", "ct-lung-lesions")
 
 
 def write_negative(source: Path, target: Path) -> None:
@@ -44,19 +52,25 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    link = args.out / SARCOMA
-    if not link.exists():
-        link.symlink_to((args.shared_data / SARCOMA).resolve())
-    datalist = json.loads((args.shared_data / f"{SARCOMA}.json").read_text())
-    for case, source in NEGATIVES.items():
-        write_negative(args.shared_data / source, args.out / "negatives" / case)
+    datalists = []
+    for name in ANNOTATED:
+        link = args.out / name
+        if not link.exists():
+            link.symlink_to((args.shared_data / name).resolve())
+        datalists.append(json.loads((args.shared_data / f"{name}.json").read_text()))
+    datalist = {**datalists[0], "name": "ct-lesions", "training": [item for d in datalists for item in d["training"]]}
+    for case, (source_path, source) in NEGATIVES.items():
+        write_negative(args.shared_data / source_path, args.out / "negatives" / case)
         datalist["training"].append({
             "image": f"negatives/{case}/image.nii.gz", "label": f"negatives/{case}/label.nii.gz", "case": case,
-            "source": "TotalSegmentator test data (lesion-free)", "lesion_type": "none", "lesions": 0,
+            "source": source, "lesion_type": "none", "lesions": 0,
         })
     datalist["numTraining"] = len(datalist["training"])
-    datalist["description"] += (f" Plus {len(NEGATIVES)} real lesion-free CTs (whole torso, aorta crop, "
-                                 "chest/abdomen slab) as negatives.")
+    datalist["description"] = (
+        "Real CT in HU: soft-tissue sarcoma crops of the extremities and whole chest CTs with one labelled lung "
+        f"lesion each (label > 0), plus {len(NEGATIVES)} real lesion-free CTs (two whole trunks, an aorta crop, "
+        "a chest/abdomen slab) with empty labels as negatives."
+    )
     (args.out / "datalist.json").write_text(json.dumps(datalist, indent=2))
 
 

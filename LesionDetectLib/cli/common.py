@@ -52,6 +52,14 @@ def non_negative_int(text: str) -> int:
     return whole_number(text, 0)
 
 
+def key_value(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (argparse type)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def lesion_table(lesions: list[Lesion]) -> str:
     """A fixed-width text table of lesions for the terminal."""
     header = f"{'lesion':<8}{'conf.':>7}{'volume mm3':>13}{'diam. mm':>10}   centroid RAS (mm)"

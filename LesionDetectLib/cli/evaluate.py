@@ -9,7 +9,7 @@ import sys
 
 from ..errors import LesionDetectError
 from ..evaluation.reference import RULES, resolve_rule
-from .common import finite, non_negative, non_negative_int
+from .common import finite, key_value, non_negative, non_negative_int
 
 DESCRIPTION = """\
 Compare predictions (PRED_DIR/<case>.lesions.csv or .mrk.json, and <case>.seg.nrrd for Dice) with reference
@@ -51,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--base-dir", metavar="DIR", help="base of the datalist's relative paths")
     parser.add_argument("--split", choices=("all", "training", "validation"), default="all",
                         help="datalist lists to evaluate (default: all)")
-    parser.add_argument("--filter", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+    parser.add_argument("--filter", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                         help="only datalist items with this field value (e.g. lesion_type=glioma); repeatable")
     parser.add_argument("--lesion-free", nargs="+", action="extend", default=[], metavar="CASE",
                         help="cases without lesions (names, a folder of their files, or a .txt list): FPs only")
@@ -93,11 +93,4 @@ def run(args: argparse.Namespace) -> int:
     except LesionDetectError as exc:
         print(f"lesiondetect: error: {exc}", file=sys.stderr)
         return exc.exit_code
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
 

@@ -18,7 +18,7 @@ import json
 from ..input_checks import REQUIREMENT_CHECKS
 from ..progress import MODES
 from ..training.recipe import CACHE_MODES, LESION_RULES, LOSSES, PRESETS, SELECT_METRICS
-from .common import non_negative, positive_int, probability
+from .common import key_value, non_negative, positive_int, probability
 
 
 def _triple(kind):
@@ -49,6 +49,19 @@ def _intensity(text: str) -> dict:
     if not low < high:
         raise argparse.ArgumentTypeError(f"{text!r}: the low value must be below the high one")
     return {"kind": kind, key: [low, high]}
+
+
+def _axes(text: str) -> tuple[int, ...]:
+    """``0``, ``0,1,2`` or ``none``: distinct model-grid axes."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        axes = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        axes = (-1,)
+    if not set(axes) <= {0, 1, 2} or len(set(axes)) != len(axes):
+        raise argparse.ArgumentTypeError(f"{text!r}: distinct axes among 0, 1, 2 (e.g. 0 or 0,1,2), or none")
+    return axes
 
 
 def _fraction(text: str) -> float:
@@ -98,6 +111,9 @@ def add_parser(subparsers) -> None:
                        help="fraction of cases that validate; 0 trains on all (default: the dataset's "
                             "validation list, else 0.2)")
     split.add_argument("--allow-empty-labels", action="store_true", help="accept lesion-free cases (empty labels)")
+    split.add_argument("--filter", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+                       help="only datalist items with this field value (e.g. 'lesion_type=multiple sclerosis'); "
+                            "repeatable")
 
     model = parser.add_argument_group("the model")
     model.add_argument("--name", help="model name (default: the dataset's name)")
@@ -118,6 +134,9 @@ def add_parser(subparsers) -> None:
     model.add_argument("--min-lesion-mm3", type=non_negative, help="the bundle's minimum lesion volume")
     model.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
     model.add_argument("--sw-batch-size", type=positive_int, help="sliding-window batch (validation and the bundle)")
+    model.add_argument("--flip-axes", type=_axes, metavar="AXES",
+                       help="test-time augmentation: also predict mirrored along these model-grid axes "
+                            "(0 = left-right, 1 = front-back, 2 = up-down; e.g. 0 or 0,1,2; 'none' for none)")
 
     optimise = parser.add_argument_group("optimisation")
     optimise.add_argument("--loss", choices=LOSSES)
@@ -129,6 +148,10 @@ def add_parser(subparsers) -> None:
     optimise.add_argument("--batch-size", type=positive_int, help="cases per step (each gives --samples-per-case patches)")
     optimise.add_argument("--samples-per-case", type=positive_int)
     optimise.add_argument("--positive-fraction", type=_fraction, help="share of patches centred on a lesion")
+    optimise.add_argument("--hard-negative-fraction", type=_fraction,
+                          help="share of patches centred where the network fired outside the lesions at the last "
+                               "mining pass over the training cases (0 = no mining)")
+    optimise.add_argument("--mining-interval", type=positive_int, help="epochs between hard-negative mining passes")
     optimise.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA")
     optimise.add_argument("--seed", type=int)
 
@@ -138,6 +161,8 @@ def add_parser(subparsers) -> None:
     augment.add_argument("--rotate-degrees", type=float)
     augment.add_argument("--scale-range", type=float)
     augment.add_argument("--intensity-augment", action=argparse.BooleanOptionalAction)
+    augment.add_argument("--heavy-augment", action=argparse.BooleanOptionalAction,
+                         help="also bias fields, gamma contrast, blur/sharpening and simulated thick slices")
     augment.add_argument("--copy-paste", type=_fraction, metavar="P",
                          help="probability of pasting annotated lesions into a sample (TumorCP; 0 = off)")
 
@@ -155,9 +180,9 @@ def add_parser(subparsers) -> None:
 
 RECIPE_OPTIONS = (
     "name", "description", "modality", "intensity", "input_requirements", "spacing", "patch_size", "threshold", "min_lesion_mm3",
-    "overlap", "sw_batch_size", "loss", "lr", "weight_decay", "warmup_epochs", "epochs", "iterations_per_epoch", "batch_size",
-    "samples_per_case", "positive_fraction", "amp", "seed", "flip", "affine", "rotate_degrees", "scale_range",
-    "intensity_augment", "copy_paste", "val_interval", "lesion_rule", "select_metric", "num_workers", "cache",
+    "overlap", "sw_batch_size", "flip_axes", "loss", "lr", "weight_decay", "warmup_epochs", "epochs", "iterations_per_epoch", "batch_size",
+    "samples_per_case", "positive_fraction", "hard_negative_fraction", "mining_interval", "amp", "seed", "flip", "affine", "rotate_degrees", "scale_range",
+    "intensity_augment", "heavy_augment", "copy_paste", "val_interval", "lesion_rule", "select_metric", "num_workers", "cache",
 )
 
 
@@ -183,9 +208,11 @@ def recipe_changes(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..training import train
+    from ..training.dataset import load_dataset
 
+    dataset = load_dataset(args.dataset, filters=args.filter) if args.filter else args.dataset
     result = train(
-        args.dataset, args.model_dir, recipe_changes(args), folds=args.folds, fold=args.fold,
+        dataset, args.model_dir, recipe_changes(args), folds=args.folds, fold=args.fold,
         val_fraction=args.val_fraction, resume=args.resume, device=args.device,
         allow_empty_labels=args.allow_empty_labels, progress=args.progress,
     )

@@ -70,6 +70,8 @@ def model_spec(
         "provenance": json_safe(provenance or {}), "metrics": json_safe(metrics or {}),
         "input_requirements": list(recipe.input_requirements),
     }
+    if recipe.flip_axes:
+        spec["flip_axes"] = [int(axis) for axis in recipe.flip_axes]
     ModelSpec.from_dict(spec, source=f"model {name!r}")
     return spec
 

@@ -92,16 +92,21 @@ class Split:
 # ------------------------------------------------------------------------------------------ reading
 
 
-def load_dataset(path: str | Path) -> LabelledDataset:
-    """A dataset from a ``dataset.json``/datalist file, a folder holding one, or an ``imagesTr/labelsTr`` folder."""
+def load_dataset(path: str | Path, filters: Sequence[tuple[str, str]] = ()) -> LabelledDataset:
+    """A dataset from a ``dataset.json``/datalist file, a folder holding one, or an ``imagesTr/labelsTr`` folder.
+
+    ``filters``: (key, value) pairs; only datalist items whose field ``key`` equals ``value`` are kept.
+    """
     path = Path(path).expanduser().absolute()
     if path.is_file():
-        return _from_datalist(path)
+        return _from_datalist(path, filters)
     if not path.is_dir():
         raise DatasetError(f"{path}: no such dataset (a dataset.json / datalist file or a folder)")
     json_file = path / "dataset.json"
     if json_file.is_file() and _has_training_list(json_file):
-        return _from_datalist(json_file)
+        return _from_datalist(json_file, filters)
+    if filters:
+        raise DatasetError(f"{path}: filters need a datalist with fields to match")
     if (path / "imagesTr").is_dir():
         return _from_folder(path, json_file if json_file.is_file() else None)
     raise DatasetError(f"{path}: neither a dataset.json with a 'training' list nor an imagesTr/labelsTr folder")
@@ -139,7 +144,7 @@ def modality_of_channels(channels: Sequence[str]) -> str | None:
     return None
 
 
-def _from_datalist(path: Path) -> LabelledDataset:
+def _from_datalist(path: Path, filters: Sequence[tuple[str, str]] = ()) -> LabelledDataset:
     data = _read_json(path)
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: must hold a JSON object with a 'training' list")
@@ -151,9 +156,11 @@ def _from_datalist(path: Path) -> LabelledDataset:
         if not isinstance(items, list):
             problems.append(f"'{key}' must be a list")
             items = []
+        items = [item for item in items if _matches(item, filters)]
         lists[key] = [case for number, item in enumerate(items) if (case := _case(item, base, key, number, problems))]
     if not lists["training"] and not lists["validation"] and not problems:
-        problems.append("the 'training' list is empty")
+        chosen = "".join(f" with {key}={value}" for key, value in filters)
+        problems.append(f"the 'training' list holds no item{chosen}")
     problems += _duplicate_ids(lists["training"] + lists["validation"])
     channels = _channels(data)
     return LabelledDataset(
@@ -161,6 +168,11 @@ def _from_datalist(path: Path) -> LabelledDataset:
         validation=tuple(lists["validation"]), modality=modality_of_channels(channels), channels=channels,
         problems=tuple(f"{path}: {problem}" for problem in problems),
     )
+
+
+def _matches(item: Any, filters: Sequence[tuple[str, str]]) -> bool:
+    """Whether a datalist item has every (key, value) of ``filters`` (non-dict items are kept, to be reported)."""
+    return not isinstance(item, dict) or all(str(item.get(key)) == value for key, value in filters)
 
 
 def _case(item: Any, base: Path, key: str, number: int, problems: list[str]) -> Case | None:

@@ -232,7 +232,8 @@ def prepare_validation(cases: Sequence[Case], spec: ModelSpec, default_rule: str
 def predict_case(network, item: ValidationCase, spec: ModelSpec, device: str):
     """(lesions, label map) for one case, by the inference path of `detect`."""
     probability, _ = infer.model_grid_probability(
-        lambda _device: network, item.model_input, tuple(spec.patch_size), spec.overlap, spec.batch_size, device
+        lambda _device: network, item.model_input, tuple(spec.patch_size), spec.overlap, spec.batch_size, device,
+        flip_axes=spec.flip_axes,
     )
     probability = preprocess.to_input_grid(probability, item.model_input.grid, item.volume)
     return lesions.from_probability(
@@ -379,7 +380,9 @@ class Trainer:
         from .transforms import training_dataset
 
         length = recipe.iterations_per_epoch * recipe.batch_size
-        self.dataset = training_dataset(cases, recipe, length, bank)
+        self.cases = cases
+        self.hard_negatives: dict[str, torch.Tensor] = {}  # case id → mined mask, read by the dataset
+        self.dataset = training_dataset(cases, recipe, length, bank, self.hard_negatives)
         self.progress = Progress()
 
     # -------------------------------------------------------------------- state
@@ -390,7 +393,7 @@ class Trainer:
             "best_score": list(p.best_score) if p.best_score else None, "best_metrics": p.best_metrics,
             "seconds": p.seconds, "network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
-            "rng": rng_states(),
+            "rng": rng_states(), "hard_negatives": dict(self.hard_negatives),
             "recipe": self.recipe.to_dict(), **self.extra,
         }
 
@@ -404,6 +407,8 @@ class Trainer:
         self.progress = Progress(state["epoch"], state["step"], state.get("best_epoch"),
                                  tuple(score) if score else None, state.get("best_metrics"), state.get("seconds", 0.0))
         set_rng_states(state["rng"])
+        self.hard_negatives.clear()
+        self.hard_negatives.update(state.get("hard_negatives", {}))
 
     # -------------------------------------------------------------------- loop
     def fit(self) -> Progress:
@@ -416,6 +421,8 @@ class Trainer:
         try:
             for epoch in range(p.epoch, recipe.epochs):
                 started = time.perf_counter()
+                if recipe.hard_negative_fraction > 0 and epoch > 0 and epoch % recipe.mining_interval == 0:
+                    self._mine(reporter)
                 generator = seed_epoch(recipe.seed, epoch, context.rank)
                 loader = DataLoader(
                     self.dataset, batch_size=recipe.batch_size, shuffle=True, generator=generator,
@@ -449,6 +456,16 @@ class Trainer:
         finally:
             reporter.close()
         return p
+
+    def _mine(self, reporter: Reporter) -> None:
+        """Replace the hard negatives with where the current network fires wrongly (`mining`)."""
+        from . import mining
+
+        found = mining.mine(distributed.unwrap(self.model), [self.cases[n] for n in range(len(self.cases))],
+                            self.recipe, self.device)
+        self.hard_negatives.clear()
+        self.hard_negatives.update(found)
+        reporter.message("train", mining.describe(found, len(self.cases)))
 
     def _epoch(self, loader, epoch: int, reporter: Reporter) -> float:
         self.model.train()

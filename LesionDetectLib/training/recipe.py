@@ -65,17 +65,21 @@ class Recipe:
     batch_size: int = 2
     samples_per_case: int = 2
     positive_fraction: float = 0.67
+    hard_negative_fraction: float = 0.0  # of patch centres on mined false positives (see `mining_interval`)
+    mining_interval: int = 5  # epochs between hard-negative mining passes over the training cases
     # augmentation
     flip: bool = True
     affine: bool = True
     rotate_degrees: float = 10.0
     scale_range: float = 0.1
     intensity_augment: bool = True
+    heavy_augment: bool = False  # bias fields, gamma contrast, blur/sharpen, simulated thick slices
     copy_paste: float = 0.0
     # validation and the bundle's inference settings
     val_interval: int = 5
     overlap: float = 0.25
     sw_batch_size: int = 2
+    flip_axes: tuple[int, ...] = ()  # test-time augmentation: model-grid axes (0 = x, R-L) also predicted mirrored
     threshold: float = 0.5
     min_lesion_mm3: float = 10.0
     lesion_rule: str | None = None  # None: ct-tumour for CT, ms for MR (a case's lesion_type tag wins)
@@ -90,6 +94,7 @@ class Recipe:
         data = asdict(self)
         data["spacing"], data["patch_size"] = list(self.spacing), list(self.patch_size)
         data["input_requirements"] = list(self.input_requirements)
+        data["flip_axes"] = list(self.flip_axes)
         return data
 
     @classmethod
@@ -99,7 +104,7 @@ class Recipe:
         if unknown:
             raise LesionDetectError(f"unknown recipe field(s): {', '.join(unknown)}")
         values = dict(data)
-        for key in ("spacing", "patch_size", "input_requirements"):
+        for key in ("spacing", "patch_size", "input_requirements", "flip_axes"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -148,12 +153,17 @@ class Recipe:
             (self.batch_size >= 1, "batch size must be ≥ 1"),
             (self.samples_per_case >= 1, "samples per case must be ≥ 1"),
             (0 <= self.positive_fraction <= 1, "positive fraction must be in [0, 1]"),
+            (0 <= self.hard_negative_fraction <= 1 - self.positive_fraction,
+             "hard-negative fraction must be in [0, 1 - positive fraction]"),
+            (self.mining_interval >= 1, "mining interval must be ≥ 1 epoch"),
             (0 <= self.rotate_degrees <= 180, "rotation must be in [0, 180] degrees"),
             (0 <= self.scale_range < 1, "scale range must be in [0, 1)"),
             (0 <= self.copy_paste <= 1, "copy-paste probability must be in [0, 1]"),
             (self.val_interval >= 1, "validation interval must be ≥ 1"),
             (0 <= self.overlap < 1, "overlap must be in [0, 1)"),
             (self.sw_batch_size >= 1, "sliding-window batch size must be ≥ 1"),
+            (len(set(self.flip_axes)) == len(self.flip_axes) and set(self.flip_axes) <= {0, 1, 2},
+             "flip axes: distinct values among 0, 1, 2"),
             (0 < self.threshold < 1, "threshold must be in (0, 1)"),
             (_finite(self.min_lesion_mm3) and self.min_lesion_mm3 >= 0, "minimum lesion volume must be ≥ 0"),
             (self.lesion_rule is None or self.lesion_rule in LESION_RULES, f"lesion rule must be one of {LESION_RULES}"),

@@ -12,22 +12,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, RandomizableTransform
 
 from .. import preprocess
 from ..resources import available_memory_bytes
 from .dataset import Case, read_image
 from .recipe import Recipe
 
-IMAGE, LABEL, BODY = "image", "label", "body"
+IMAGE, LABEL, BODY, HARD, CLASSES = "image", "label", "body", "hard_negative", "patch_classes"
 BYTES_PER_CACHED_VOXEL = 4 + 1 + 1  # float32 image, uint8 label, uint8 body mask
+# the patch-centre classes: outside the body (never a centre), normal body, mined hard negative, lesion
+OUTSIDE, NORMAL, HARD_NEGATIVE, LESION = range(4)
 
 
 def case_item(case: Case) -> dict[str, str]:
@@ -73,12 +74,12 @@ def crop_size(recipe: Recipe) -> tuple[int, int, int]:
 
 
 def random_transforms(recipe: Recipe, bank: Sequence | None = None):
-    """The per-sample random MONAI chain: copy-paste, pos/neg patches, flips, affine, intensity."""
+    """The per-sample random MONAI chain: copy-paste, patches by centre class, flips, affine, intensity."""
     from monai.transforms import (
         Compose,
         EnsureTyped,
         RandAffined,
-        RandCropByPosNegLabeld,
+        RandCropByLabelClassesd,
         RandFlipd,
         RandGaussianNoised,
         RandScaleIntensityd,
@@ -89,20 +90,18 @@ def random_transforms(recipe: Recipe, bank: Sequence | None = None):
 
     from .copy_paste import CopyPasted
 
-    # a lesion-free case (--allow-empty-labels) has no foreground to centre on: MONAI then takes background
-    # patches, as intended, and warns once per sample
-    warnings.filterwarnings("ignore", message="Num foregrounds 0", category=UserWarning)
     keys = [IMAGE, LABEL]
     size = crop_size(recipe)
     steps: list = []
     if recipe.copy_paste > 0 and bank:
         steps.append(CopyPasted(bank, prob=recipe.copy_paste))
     steps += [
-        SpatialPadd(keys=[IMAGE, LABEL, BODY], spatial_size=size),
-        RandCropByPosNegLabeld(
-            keys=[IMAGE, LABEL, BODY], label_key=LABEL, spatial_size=size, pos=recipe.positive_fraction,
-            neg=1.0 - recipe.positive_fraction, num_samples=recipe.samples_per_case, image_key=BODY,
-            image_threshold=0,
+        SpatialPadd(keys=[IMAGE, LABEL, BODY, HARD], spatial_size=size, allow_missing_keys=True),
+        PatchClassesd(),
+        # a class without voxels (a lesion-free case, nothing mined yet) gives its share to the others
+        RandCropByLabelClassesd(
+            keys=keys, label_key=CLASSES, spatial_size=size, ratios=centre_ratios(recipe), num_classes=4,
+            num_samples=recipe.samples_per_case, warn=False,
         ),
     ]
     if recipe.affine:
@@ -119,6 +118,8 @@ def random_transforms(recipe: Recipe, bank: Sequence | None = None):
             RandShiftIntensityd(keys=IMAGE, offsets=0.1, prob=0.3),
             RandGaussianNoised(keys=IMAGE, prob=0.15, std=0.05),
         ]
+    if recipe.heavy_augment:
+        steps += heavy_intensity_transforms()
     steps += [EnsureTyped(keys=keys, dtype=np.float32, data_type="tensor", track_meta=False),
               SelectItemsd(keys=keys)]
     return Compose(steps)
@@ -161,10 +162,15 @@ def cached_cases(
 
 
 class RepeatedCases(Sequence):
-    """``length`` items cycling over ``cases`` (an epoch is a fixed number of iterations, not one pass)."""
+    """``length`` items cycling over ``cases`` (an epoch is a fixed number of iterations, not one pass).
 
-    def __init__(self, cases: Sequence, length: int):
+    Each item also carries its case's mined hard-negative mask (``hard``: case id → ``[1,x,y,z]`` uint8, empty
+    until mining finds some); the cached item itself is never changed.
+    """
+
+    def __init__(self, cases: Sequence, length: int, hard: dict[str, torch.Tensor] | None = None):
         self.cases, self.length = cases, length
+        self.hard = {} if hard is None else hard
 
     def __len__(self) -> int:
         return self.length
@@ -172,11 +178,84 @@ class RepeatedCases(Sequence):
     def __getitem__(self, index: int):
         if not 0 <= index < self.length:
             raise IndexError(index)
-        return self.cases[index % len(self.cases)]
+        item = self.cases[index % len(self.cases)]
+        hard = self.hard.get(item["case"])
+        return {**item, HARD: torch.zeros_like(item[LABEL]) if hard is None else hard}
 
 
-def training_dataset(cases: Sequence, recipe: Recipe, length: int, bank: Sequence | None = None):
+def training_dataset(cases: Sequence, recipe: Recipe, length: int, bank: Sequence | None = None,
+                     hard: dict[str, torch.Tensor] | None = None):
     """A MONAI dataset of ``length`` items: prepared cases (cycled) through the random transform chain."""
     from monai.data import Dataset
 
-    return Dataset(RepeatedCases(cases, length), random_transforms(recipe, bank))
+    return Dataset(RepeatedCases(cases, length, hard), random_transforms(recipe, bank))
+
+
+class PatchClassesd(MapTransform):
+    """The class of every voxel as a patch centre: outside the body, normal body, hard negative (when the item
+    has a ``HARD`` mask), lesion."""
+
+    def __init__(self):
+        super().__init__(keys=[LABEL, BODY, HARD], allow_missing_keys=True)
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        classes = (torch.as_tensor(data[BODY]) > 0).to(torch.uint8)  # 0 outside, 1 body
+        if HARD in data:
+            classes[torch.as_tensor(data[HARD]) > 0] = HARD_NEGATIVE
+        classes[torch.as_tensor(data[LABEL]) > 0] = LESION
+        return {**data, CLASSES: classes}
+
+
+def centre_ratios(recipe: Recipe) -> list[float]:
+    """How often a patch is centred on each class (`OUTSIDE`, `NORMAL`, `HARD_NEGATIVE`, `LESION`).
+
+    A case without voxels of a class (no lesion, nothing mined yet) shares that class's ratio among the others.
+    """
+    normal = max(0.0, 1.0 - recipe.positive_fraction - recipe.hard_negative_fraction)
+    return [0.0, normal, recipe.hard_negative_fraction, recipe.positive_fraction]
+
+
+class RandThickSlicesd(RandomizableTransform, MapTransform):
+    """Simulate a thick-slice acquisition: average the image over slabs of 1.5–``max_factor`` voxels along a
+    random axis and interpolate back (the label is unchanged: the lesion is still there, only blurred)."""
+
+    def __init__(self, keys, prob: float, max_factor: float = 4.0):
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys)
+        self.max_factor = max_factor
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        import torch.nn.functional as functional
+
+        self.randomize(None)
+        if not self._do_transform:
+            return data
+        axis = int(self.R.randint(3))
+        factor = float(self.R.uniform(1.5, self.max_factor))
+        out = dict(data)
+        for key in self.key_iterator(out):
+            image = torch.as_tensor(out[key])
+            size = list(image.shape[1:])
+            low = list(size)
+            low[axis] = max(1, round(size[axis] / factor))
+            blurred = functional.interpolate(image[None].float(), size=low, mode="area")
+            out[key] = functional.interpolate(blurred, size=size, mode="trilinear", align_corners=False)[0]
+        return out
+
+
+def heavy_intensity_transforms() -> list:
+    """MR appearance changes for small data sets: bias fields, gamma contrast, blur and sharpening, thick slices."""
+    from monai.transforms import (
+        RandAdjustContrastd,
+        RandBiasFieldd,
+        RandGaussianSharpend,
+        RandGaussianSmoothd,
+    )
+
+    return [
+        RandBiasFieldd(keys=IMAGE, prob=0.3, coeff_range=(0.0, 0.3)),
+        RandAdjustContrastd(keys=IMAGE, prob=0.3, gamma=(0.7, 1.5)),
+        RandGaussianSmoothd(keys=IMAGE, prob=0.15, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
+        RandGaussianSharpend(keys=IMAGE, prob=0.1),
+        RandThickSlicesd(keys=IMAGE, prob=0.2),
+    ]
