@@ -5,7 +5,10 @@ then ``lesiondetect detect`` on that fold's validation cases (never seen in its 
 ``--save-probability``. Every case is validated exactly once. The saved probability maps are then
 re-thresholded at each (threshold, outline threshold, minimum lesion volume) of a grid and evaluated with
 ``lesiondetect evaluate`` under each lesion type's rule; the setting maximising the mean over the lesion types
-of (F1 + Dice) / 2 is the one to ship (``selected`` in ``cv_summary.json``). Everything is written under OUT
+of (F1 + Dice) / 2 is the one to ship (``selected`` in ``cv_summary.json``). With ``--max-lesion-free-fp N``
+only settings with at most N false positives per lesion-free case are eligible (when none is, the one with the
+fewest). ``--report`` types (e.g. scans whose other findings are not annotated) are evaluated and printed, but
+choose nothing. Everything is written under OUT
 (fold bundles, predictions, ``evaluation/t<threshold>-m<mm3>/<lesion type>/summary.json`` and
 ``cv_summary.json``); a stopped run resumes, keeping finished folds, detections and evaluations.
 
@@ -122,6 +125,18 @@ def brief(metrics: dict) -> str:
             f"F1 {value(metrics, 'f1'):.2f} Dice {value(metrics, 'dice'):.2f}")
 
 
+def eligible(grid: dict[str, dict], max_lesion_free_fp: float | None) -> list[str]:
+    """The settings allowed to be chosen: all, or those within the lesion-free false-positive limit."""
+    if max_lesion_free_fp is None or not any(entry["lesion_free"] for entry in grid.values()):
+        return list(grid)
+
+    def fp(name: str) -> float:
+        return max(value(score["metrics"], "fp_per_case") for score in grid[name]["lesion_free"].values())
+
+    within = [name for name in grid if fp(name) <= max_lesion_free_fp + 1e-9]
+    return within or [min(grid, key=fp)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datalist", type=Path)
@@ -131,26 +146,33 @@ def main() -> None:
                         help="lesion types whose scores choose the setting, each with its matching rule")
     parser.add_argument("--lesion-free", nargs="*", default=[], metavar="LESION_TYPE=RULE",
                         help="types of lesion-free cases: their false positives are reported, not optimised")
+    parser.add_argument("--report", nargs="*", default=[], metavar="LESION_TYPE=RULE",
+                        help="lesion types evaluated and reported that choose nothing")
+    parser.add_argument("--max-lesion-free-fp", type=float, metavar="N",
+                        help="choose only among settings with at most N false positives per lesion-free case")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args, recipe_args = parser.parse_args(argv[:split]), argv[split + 1 :]
     rules = dict(item.split("=", 1) for item in args.rules)
     lesion_free = dict(item.split("=", 1) for item in args.lesion_free)
+    reported = dict(item.split("=", 1) for item in args.report)
     for fold in range(args.folds):
         run_fold(args.datalist, args.out, args.folds, fold, recipe_args)
     grid: dict[str, dict] = {}
     for name, (threshold, min_volume, outline) in GRID.items():
-        scores, free = ({lesion_type: evaluate(args, name, lesion_type, rule)
-                         for lesion_type, rule in kinds.items()} for kinds in (rules, lesion_free))
+        scores, free, other = ({lesion_type: evaluate(args, name, lesion_type, rule)
+                                for lesion_type, rule in kinds.items()} for kinds in (rules, lesion_free, reported))
         grid[name] = {"threshold": threshold, "outline_threshold": outline, "min_lesion_mm3": min_volume,
-                      "scores": scores, "lesion_free": free}
-    selected = max(grid, key=lambda name: selection_score(grid[name]["scores"]))
-    summary = {"selected": selected, "grid": grid,
-               "selection": "highest mean over the lesion types of (lesion-wise F1 + whole-case Dice) / 2"}
+                      "scores": scores, "lesion_free": free, "reported": other}
+    selected = max(eligible(grid, args.max_lesion_free_fp), key=lambda name: selection_score(grid[name]["scores"]))
+    rule_text = "highest mean over the lesion types of (lesion-wise F1 + whole-case Dice) / 2"
+    if args.max_lesion_free_fp is not None:
+        rule_text += f", among settings with at most {args.max_lesion_free_fp:g} false positives per lesion-free case"
+    summary = {"selected": selected, "grid": grid, "selection": rule_text}
     (args.out / "cv_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     for name, entry in grid.items():
         print(f"{name}{' *' if name == selected else '  '} " + "  ".join(
-            f"{kind}: {brief(score['metrics'])}" for kind, score in entry["scores"].items()) + "".join(
+            f"{kind}: {brief(score['metrics'])}" for kind, score in {**entry["scores"], **entry["reported"]}.items()) + "".join(
             f"  {kind}: FP/case {value(score['metrics'], 'fp_per_case'):.2f}" for kind, score in entry["lesion_free"].items()))
 
 

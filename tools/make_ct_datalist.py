@@ -6,8 +6,8 @@ lesion-free CTs as negatives.
 OUT receives ``datalist.json`` (MONAI datalist with ``case``, ``source`` and ``lesion_type`` per case), links
 ``ct-soft-tissue-sarcoma`` and ``ct-lung-lesions`` to the annotated cases, and ``negatives/<case>/{image,
 label}.nii.gz``: each lesion-free CT (the DICOM series read with LesionDetect's own reader) with an all-zero label
-on its exact grid. Train on it with ``--allow-empty-labels``; ``lesion_type`` "none" lets
-``tools/crossvalidate.py --lesion-free none=ct-tumour`` count their false positives per whole scan.
+on its exact grid. Train on it with ``--allow-empty-labels``; the ``lesion_type`` values "lesion-free trunk" and "lesion-free crop"
+let ``tools/crossvalidate.py --lesion-free "lesion-free trunk=ct-tumour"`` count false positives per whole scan.
 
 Sources are chosen so that k-fold splits (dealt round-robin within each source) put the two lung CTs in
 different folds, and the two whole lesion-free trunk CTs in different folds: each is then validated by a model
@@ -33,6 +33,7 @@ NEGATIVES = {  # case id -> (path under the shared data folder, source); README 
     "aorta-ct-crop": ("real-ct-nifti/ct_1p5mm_crop.nii.gz", PARTIAL),  # TotalSegmentator, Apache-2.0
     "chest-abdomen-ct-dicom": ("real-ct-dicom", PARTIAL),  # TotalSegmentator, Apache-2.0
 }
+LESION_FREE_TYPES = {WHOLE_TRUNK: "lesion-free trunk", PARTIAL: "lesion-free crop"}  # scored apart
 ANNOTATED = ("ct-soft-tissue-sarcoma", "ct-lung-lesions")
 
 
@@ -63,7 +64,7 @@ def main() -> None:
         write_negative(args.shared_data / source_path, args.out / "negatives" / case)
         datalist["training"].append({
             "image": f"negatives/{case}/image.nii.gz", "label": f"negatives/{case}/label.nii.gz", "case": case,
-            "source": source, "lesion_type": "none", "lesions": 0,
+            "source": source, "lesion_type": LESION_FREE_TYPES[source], "lesions": 0,
         })
     datalist["numTraining"] = len(datalist["training"])
     datalist["description"] = (
