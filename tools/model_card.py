@@ -4,8 +4,9 @@
         --docs docs/models/MODEL --ship LesionDetectLib/models/MODEL [--credit "SOURCE=licence; citation" ...] \\
         [--keep NAME ...]
 
-FINAL_BUNDLE is the model trained on all cases (``lesiondetect train … --val-fraction 0``); each CV_DIR is a
-``tools/crossvalidate.py`` output of one configuration, and ``--chosen`` names the configuration the final
+FINAL_BUNDLE is the model to ship: trained on all cases (``lesiondetect train … --val-fraction 0``), or one of
+the chosen configuration's fold models (then its validation cases stay unseen by the shipped model); each CV_DIR
+is a ``tools/crossvalidate.py`` output of one configuration, and ``--chosen`` names the configuration the final
 model was trained with. The tool
 - copies the bundle to ``--ship`` with the chosen configuration's selected threshold, outline threshold and
   minimum lesion volume as its defaults and ``metrics.cross_validation`` added to ``model.json`` (the chosen
@@ -28,8 +29,8 @@ from pathlib import Path
 
 from LesionDetectLib.bundles import SPEC_FILE, WEIGHTS_FILE, ModelSpec, open_bundle
 
-RECIPE_KEYS = ("spacing", "patch_size", "network_kwargs", "loss", "positive_fraction", "copy_paste", "epochs",
-               "iterations_per_epoch", "seed", "select_metric")
+RECIPE_KEYS = ("spacing", "patch_size", "network_kwargs", "loss", "positive_fraction", "hard_negative_fraction",
+               "heavy_augment", "copy_paste", "flip_axes", "epochs", "iterations_per_epoch", "seed", "select_metric")
 EVIDENCE = ("froc.png", "froc.csv", "per_case.csv", "summary.json")
 
 
@@ -40,13 +41,15 @@ def configuration(cv_dir: Path) -> dict:
     folds = sorted(cv_dir.glob("fold*/" + SPEC_FILE))
     selected = summary["grid"][summary["selected"]]
     return {
-        "recipe": {key: recipe[key] for key in RECIPE_KEYS},
+        "recipe": {key: recipe[key] for key in RECIPE_KEYS if key in recipe},
+        "selection": summary["selection"],
         "folds": len(folds),
         "threshold": selected["threshold"],
         "outline_threshold": selected.get("outline_threshold"),
         "min_lesion_mm3": selected["min_lesion_mm3"],
         "by_lesion_type": {kind: brief(score) for kind, score in selected["scores"].items()},
         "lesion_free": {kind: brief(score) for kind, score in selected.get("lesion_free", {}).items()},
+        "reported": {kind: brief(score) for kind, score in selected.get("reported", {}).items()},
     }
 
 
@@ -125,7 +128,7 @@ def markdown(configurations: dict[str, dict], chosen: str) -> str:
         setting = (f"| {name}{' (shipped)' if name == chosen else ''} | {config['recipe']['spacing'][0]:g} | "
                    f"{config['threshold']:g}{'' if outline is None else f' ({outline:g})'} / "
                    f"{config['min_lesion_mm3']:g} |")
-        for kind, score in config["by_lesion_type"].items():
+        for kind, score in {**config["by_lesion_type"], **config.get("reported", {})}.items():
             m = score["metrics"]
             rows.append(f"{setting} {kind} ({score['counts']['cases']} cases, {score['counts']['reference_lesions']} "
                         f"lesions) | {cell(m['sensitivity'])} | {cell(m['fp_per_case'])} | {cell(m['f1'])} | "
@@ -161,9 +164,9 @@ def main() -> None:
                       **{name: configuration(folder) for name, folder in cv_dirs.items()}}
     cross_validation = {
         "chosen": args.chosen,
-        "selection": "per configuration, the threshold, outline threshold and minimum lesion volume with the "
-                     "highest mean over the lesion types of (lesion-wise F1 + whole-case Dice) / 2 on the "
-                     "cross-validation folds; then the configuration with the highest such score",
+        "selection": "per configuration, the threshold, outline threshold and minimum lesion volume chosen on the "
+                     "cross-validation folds by the rule recorded with it (its 'selection'); then the "
+                     "configuration with the highest such score",
         "configurations": configurations,
     }
     ship(args.final, args.ship, cross_validation, dict(item.split("=", 1) for item in args.credit))

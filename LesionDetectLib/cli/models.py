@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..bundles import import_model, list_models, load_model, user_models_folder
+from ..bundles import default_model_for, import_model, list_models, load_model, user_models_folder
 
 
 def add_parser(subparsers) -> None:
@@ -28,8 +28,11 @@ def run_list(args: argparse.Namespace) -> int:
         print(json.dumps([entry.to_dict() for entry in entries], indent=2))
         return 0
     width = max((len(entry.name) for entry in entries), default=0) + 2
+    defaults = {default_model_for(modality): modality for modality in {entry.modality for entry in entries}}
     for entry in entries:
-        print(f"{entry.name:<{width}}{entry.version:<10}{entry.modality:<4}{entry.source:<9}{entry.description}")
+        marker = f"default {defaults[entry.name]}" if entry.name in defaults else ""
+        print(f"{entry.name:<{width}}{entry.version:<10}{entry.modality:<4}{entry.source:<9}{marker:<12}"
+              f"{entry.description}")
     if not entries:
         print("no models installed; import one with 'lesiondetect models import PATH'")
     return 0
