@@ -239,5 +239,5 @@ class LesionDetectTest(ScriptedLoadableModuleTest):
         from LesionDetectModuleLib.logicTests import slicerSelfTestSuite
 
         result = unittest.TextTestRunner(verbosity=2).run(slicerSelfTestSuite())
-        self.delayDisplay(f"{result.testsRun} logic tests run, {len(result.failures) + len(result.errors)} failed")
-        self.assertTrue(result.wasSuccessful(), "LesionDetect logic tests failed; see the Python console")
+        self.assertTrue(result.wasSuccessful(), f"{len(result.failures) + len(result.errors)} of {result.testsRun} "
+                        "LesionDetect logic tests failed; the Python console lists them")

@@ -56,7 +56,8 @@ def lesionDetect(slicer):
     manager does (its panel is made when first asked for)."""
     module = importlib.import_module("LesionDetect")
     slicer.app.loadModule(str(MODULE_FOLDER / "LesionDetect.py"), module.LesionDetect, module.LesionDetectWidget)
-    return module
+    yield module
+    slicer.app.unloadModules()
 
 
 def temporaryLeftovers(slicer) -> list[str]:

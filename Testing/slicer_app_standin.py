@@ -326,7 +326,7 @@ qt = _QtModule("qt")
 for _class in (QObject, QWidget, QLabel, QProgressBar, QPushButton, QCheckBox, QDoubleSpinBox, QComboBox,
                QTableWidget, QTableWidgetItem, QTimer, QSettings, QIcon):
     setattr(qt, _class.__name__, _class)
-qt.QMessageBox = types.SimpleNamespace(Ok=0x400, Cancel=0x400000)
+qt.QMessageBox = types.SimpleNamespace(Ok=0x400, Cancel=0x400000, Information=1, Warning=2, Critical=3, Question=4)
 qt.QApplication = types.SimpleNamespace(overrideCursor=lambda: None)
 ctk = _QtModule("ctk")
 ctk.ctkSliderWidget, ctk.ctkCollapsibleButton, ctk.ctkMessageBox = ctkSliderWidget, QWidget, ctkMessageBox
@@ -476,7 +476,7 @@ class SlicerApplication:
         import slicer
 
         self.temporaryPath, self.applicationName = temporaryPath, "Slicer"
-        self.answers, self.messageBoxes, self.connections, self.pipInstalls = [], [], [], []
+        self.answers, self.messageBoxes, self.connections, self.pipInstalls, self.sampleSources = [], [], [], [], []
         self.mrmlScene = slicer.vtkMRMLScene()
         self.applicationLogic = slicer.vtkSlicerApplicationLogic()
         self.applicationLogic.SetMRMLScene(self.mrmlScene)
@@ -520,6 +520,12 @@ class SlicerApplication:
         setattr(self.modules, module.name.lower(), module)
         return module
 
+    def unloadModules(self):
+        """As Slicer's module manager does on exit: each panel's ``cleanup()`` (moduleAboutToBeUnloaded)."""
+        for module in vars(self.modules).values():
+            if isinstance(module, qSlicerScriptedLoadableModule) and module._widget is not None:
+                module._widget.self().cleanup()
+
     def moduleManager(self):
         return types.SimpleNamespace(
             module=lambda name: getattr(self.modules, name.lower(), None),
@@ -533,6 +539,9 @@ class SlicerApplication:
 
     def testingEnabled(self):
         return False
+
+    def translate(self, context, text):
+        return text  # no translation loaded: the source text
 
     def topLevelWidgets(self):
         return []
@@ -561,6 +570,10 @@ def install(temporaryPath):
     packaging = types.ModuleType("slicer.packaging")  # Slicer's pip front end (runs pip in PythonSlicer)
     packaging.pip_install = lambda requirements, **kwargs: _application.pipInstalls.append(requirements)
     sys.modules["slicer.packaging"] = packaging
+    sampleData = types.ModuleType("SampleData")  # the Sample Data module of Slicer's application
+    sampleData.SampleDataLogic = types.SimpleNamespace(
+        registerCustomSampleDataSource=lambda **source: _application.sampleSources.append(source))
+    sys.modules["SampleData"] = sampleData
     QTimer.active.clear()
     _application = SlicerApplication(temporaryPath)
     slicer.app, slicer.mrmlScene, slicer.modules = _application, _application.mrmlScene, _application.modules
