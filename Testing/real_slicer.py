@@ -58,7 +58,3 @@ def lesionDetect(slicer):
     slicer.app.loadModule(str(MODULE_FOLDER / "LesionDetect.py"), module.LesionDetect, module.LesionDetectWidget)
     yield module
     slicer.app.unloadModules()
-
-
-def temporaryLeftovers(slicer) -> list[str]:
-    return sorted(os.listdir(slicer.app.temporaryPath))

@@ -4,16 +4,15 @@ here on real MRML from slicer-core."""
 from __future__ import annotations
 
 import importlib
+import os
 
 import pytest
-from real_slicer import slicer, temporaryLeftovers  # noqa: F401  (fixture)
+
+pytest_plugins = ("real_slicer",)  # the `slicer` fixture
 
 
 def logicTestNames() -> list[str]:
-    import unittest
-
-    source = (importlib.util.find_spec("real_slicer").origin).replace("real_slicer.py", "")
-    del source, unittest
+    """Listed here, because collecting them from the module would need slicer at collection time."""
     return [
         "test_segments_points_and_table_overlay_the_input",
         "test_rerun_replaces_only_that_volumes_results_and_leaves_no_orphans",
@@ -26,11 +25,19 @@ def logicTestNames() -> list[str]:
 
 
 @pytest.mark.parametrize("name", logicTestNames())
-def test_logic(slicer, name):  # noqa: F811
+def test_logic(slicer, name):
     logicTests = importlib.import_module("LesionDetectModuleLib.logicTests")
     case = logicTests.LesionDetectLogicTest(name)
     result = case.defaultTestResult()
     case.run(result)
     problems = [text for _, text in result.failures + result.errors]
     assert not problems, "\n".join(problems)
-    assert temporaryLeftovers(slicer) == []
+    assert os.listdir(slicer.app.temporaryPath) == []
+
+
+def test_every_logic_test_is_run_here(slicer):
+    import unittest
+
+    logicTests = importlib.import_module("LesionDetectModuleLib.logicTests")
+    assert sorted(logicTestNames()) == sorted(unittest.defaultTestLoader.getTestCaseNames(
+        logicTests.LesionDetectLogicTest))

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from real_slicer import MODULE_FOLDER, REPO, lesionDetect, slicer, temporaryLeftovers  # noqa: F401  (fixtures)
+from qt_standin import qt
+
+pytest_plugins = ("real_slicer",)  # the `slicer` and `lesionDetect` fixtures
+REPO = Path(__file__).resolve().parents[1]
+MODULE_FOLDER = REPO / "LesionDetect"
+
+
+def temporaryLeftovers(slicer) -> list[str]:
+    return sorted(os.listdir(slicer.app.temporaryPath))
 
 
 def logicTestCase(name="test_segments_points_and_table_overlay_the_input"):
@@ -228,11 +236,11 @@ def test_missing_dependencies_are_named_and_installed_only_after_confirmation(sl
     with pytest.raises(errors.MissingDependenciesError, match="torch, monai"):
         logic.process(volume)
 
-    slicer.app.answers = [slicer.qt.QMessageBox.Cancel]
+    slicer.app.answers.append(qt.QMessageBox.Cancel)
     assert logic.installDependencies() is False and slicer.app.pipInstalls == []
     assert "torch (through the PyTorch extension)" in slicer.app.messageBoxes[-1]
 
-    slicer.app.answers = [slicer.qt.QMessageBox.Ok]
+    slicer.app.answers.append(qt.QMessageBox.Ok)
     monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # the PyTorch extension is not installed
     with pytest.raises(errors.MissingDependenciesError, match="PyTorch extension"):
         logic.installDependencies()
@@ -246,7 +254,7 @@ def test_missing_dependencies_are_named_and_installed_only_after_confirmation(sl
             return types.SimpleNamespace(__version__="2.4")
 
     monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
-    slicer.app.answers = [slicer.qt.QMessageBox.Ok]
+    slicer.app.answers.append(qt.QMessageBox.Ok)
     monkeypatch.setattr(slicer.app, "pipInstalls", [])
     sys.modules["slicer.packaging"].pip_install = lambda requirements: installed.add("monai") or (
         slicer.app.pipInstalls.append(requirements))
@@ -308,9 +316,10 @@ def process_alive(pid):
 
 
 def test_progress_protocol_is_the_librarys(slicer):
+    from LesionDetectModuleLib.protocol import CANCELLED_EXIT_CODE, errorMessage, parseProgressLine
+
     from LesionDetectLib.cli import ERROR_PREFIX
     from LesionDetectLib.errors import CancelledError
-    from LesionDetectModuleLib.protocol import CANCELLED_EXIT_CODE, errorMessage, parseProgressLine
 
     assert CANCELLED_EXIT_CODE == CancelledError.exit_code == 130
     event = parseProgressLine('{"stage": "error", "fraction": 2, "message": "bad", "exit_code": 4}')
