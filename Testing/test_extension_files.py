@@ -95,8 +95,9 @@ def test_ui_file_holds_the_widgets_the_module_uses():
     assert used <= set(widgets), f"widgets used but not in the .ui: {used - set(widgets)}"
     bound = {prop[0].text for widget in root.iter("widget") for prop in widget.findall("property")
              if prop.get("name") == "SlicerParameterName"}
-    assert bound == {"inputVolume", "threshold", "minimumLesionSizeMm3", "device", "show3D"}
-    declared = re.search(r"class LesionDetectParameterNode:.*?\n\n\n", source, re.DOTALL).group(0)
+    assert bound == {"inputVolume", "threshold", "minimumLesionSizeMm3", "device", "showIn3D"}
+    parameters = (REPO / "LesionDetect" / "LesionDetectModuleLib" / "parameters.py").read_text(encoding="utf-8")
+    declared = parameters[parameters.index("class LesionDetectParameterNode:"):]
     assert all(re.search(rf"^    {name}: ", declared, re.MULTILINE) for name in bound)
     slider = next(widget for widget in root.iter("widget") if widget.get("name") == "thresholdSliderWidget")
     limits = {prop.get("name"): float(prop[0].text) for prop in slider.findall("property") if prop.get("name") in ("minimum", "maximum")}
@@ -104,5 +105,5 @@ def test_ui_file_holds_the_widgets_the_module_uses():
 
 
 def test_module_never_imports_torch_or_monai_at_file_scope():
-    for path in (REPO / "LesionDetect").glob("*.py"):
+    for path in (REPO / "LesionDetect").rglob("*.py"):
         assert not re.search(r"^\s*(import|from)\s+(torch|monai)\b", path.read_text(encoding="utf-8"), re.MULTILINE), path

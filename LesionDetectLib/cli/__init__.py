@@ -11,6 +11,8 @@ import sys
 from ..errors import CancelledError, LesionDetectError
 
 SUBCOMMANDS = ("detect", "models", "demo", "train", "evaluate")
+ERROR_PREFIX = "lesiondetect: error: "
+"""Starts the one stderr line of a failed command; the Slicer module reads it (shared, so defined once)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +36,7 @@ def report_error(message: str, exit_code: int, progress_mode: str) -> None:
     message = " ".join(message.split())
     if progress_mode == "jsonl":
         print(json.dumps({"stage": "error", "fraction": 1.0, "message": message, "exit_code": exit_code}), flush=True)
-    print(f"lesiondetect: error: {message}", file=sys.stderr, flush=True)
+    print(f"{ERROR_PREFIX}{message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

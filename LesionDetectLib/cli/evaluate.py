@@ -9,6 +9,7 @@ import sys
 
 from ..errors import LesionDetectError
 from ..evaluation.reference import RULES, resolve_rule
+from . import ERROR_PREFIX
 from .common import finite, key_value, non_negative, non_negative_int
 
 DESCRIPTION = """\
@@ -91,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary_dict(result), indent=2) if args.json else format_table(result))
         return 0
     except LesionDetectError as exc:
-        print(f"lesiondetect: error: {exc}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
         return exc.exit_code
 

@@ -3,6 +3,11 @@
 Geometry is never converted here: Slicer's own readers load ``<stem>.seg.nrrd`` and ``<stem>.mrk.json`` (both carry
 their coordinate system), and only the measurement table is built from ``<stem>.lesions.csv``.
 
+Nothing in the scene changes unless every file loads fully and the three agree: as many segments and control points
+as table rows, in the same order, every control point position defined. Slicer's readers alone do not promise that:
+the markups reader accepts a control point without a readable position (it warns and marks it undefined), and the
+segmentation reader aborts the whole process on a truncated NRRD, so the label map is read once with SimpleITK first.
+
 Parent transforms: the input volume is written without its parent transform (its own IJK→RAS only), so the files
 are in the volume's local coordinates; every output node is put under the same parent transform as the volume.
 The outputs therefore overlay the input exactly, also under a non-linear or later-edited transform, without
@@ -20,6 +25,8 @@ from typing import NamedTuple
 import slicer
 import vtk
 
+from .errors import ResultsError
+
 INPUT_VOLUME_ATTRIBUTE = "LesionDetect.InputVolumeID"
 ROLE_ATTRIBUTE = "LesionDetect.Role"
 ROLE_CLASSES = {
@@ -28,6 +35,7 @@ ROLE_CLASSES = {
     "table": "vtkMRMLTableNode",
 }
 NAME_SUFFIXES = {"segmentation": "lesions", "points": "lesion points", "table": "lesion table"}
+REQUIRED_COLUMNS = ("id", "name", "label", "confidence_max", "volume_mm3", "longest_axial_diameter_mm")
 
 
 class DetectionNodes(NamedTuple):
@@ -46,6 +54,83 @@ def outputPaths(outputFolder: str, stem: str) -> dict[str, str]:
     }
 
 
+def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False) -> DetectionNodes:
+    """Load one run's files as nodes named after ``volumeNode``, replacing that volume's previous results; raise
+    `ResultsError` (and change nothing) unless every file loads fully and validly."""
+    paths = outputPaths(outputFolder, stem)
+    missing = [os.path.basename(path) for path in paths.values() if not os.path.isfile(path)]
+    if missing:
+        raise ResultsError(f"the detection finished without writing {', '.join(missing)}")
+    created = []
+    try:
+        columns, rows = readLesionTable(paths["table"])
+        checkLabelMapReadable(paths["segmentation"])
+        segmentation = _loadOne(paths["segmentation"], "SegmentationFile", created)
+        points = _loadOne(paths["points"], "MarkupsFile", created)
+        created.append(tableNodeFromRows(columns, rows))
+        nodes = DetectionNodes(segmentation, points, created[-1])
+        checkAgreement(nodes, rows)
+    except Exception as error:
+        for node in created:
+            slicer.mrmlScene.RemoveNode(node)
+        raise ResultsError(f"the detection's results could not be loaded, the scene is unchanged: {error}") from error
+    removeResults(volumeNode)
+    _adopt(nodes, volumeNode)
+    nodes.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+    setShowIn3D(nodes.segmentation, showIn3D)
+    return nodes
+
+
+def _loadOne(path: str, fileType: str, created: list):
+    """Read ``path`` with Slicer's reader for ``fileType``; every node it made goes into ``created``."""
+    loaded = list(slicer.util.loadNodesFromFile(path, fileType))
+    created.extend(loaded)
+    if len(loaded) != 1:
+        raise ValueError(f"{os.path.basename(path)} holds {len(loaded)} nodes, expected one")
+    return loaded[0]
+
+
+def readLesionTable(csvPath: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The column names and rows of a ``.lesions.csv``; ValueError if a column is missing or a row is incomplete."""
+    with open(csvPath, newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+        columns = list(reader.fieldnames or [])
+    absent = [name for name in REQUIRED_COLUMNS if name not in columns]
+    if absent:
+        raise ValueError(f"{os.path.basename(csvPath)} lacks the column(s) {', '.join(absent)}")
+    for number, row in enumerate(rows, start=2):
+        if None in row or None in row.values() or not row["label"]:
+            raise ValueError(f"{os.path.basename(csvPath)} line {number} is incomplete")
+    return columns, rows
+
+
+def checkLabelMapReadable(path: str) -> None:
+    """Read the whole label map once with SimpleITK: a truncated or damaged file raises here, in Python."""
+    import SimpleITK as sitk
+
+    try:
+        sitk.ReadImage(path)
+    except RuntimeError as error:
+        raise ValueError(f"{os.path.basename(path)} is damaged or truncated ({str(error).splitlines()[-1]})") from None
+
+
+def checkAgreement(nodes: DetectionNodes, rows: list[dict[str, str]]) -> None:
+    """As many segments and defined control points as rows, with the rows' names and labels in the rows' order."""
+    segmentation = nodes.segmentation.GetSegmentation()
+    names = [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())]
+    if names != [row["name"] for row in rows]:
+        raise ValueError(f"the segmentation has segments {names}, the table lists {[row['name'] for row in rows]}")
+    points = nodes.points
+    labels = [points.GetNthControlPointLabel(n) for n in range(points.GetNumberOfControlPoints())]
+    if labels != [row["label"] for row in rows]:
+        raise ValueError(f"the point list has points {labels}, the table lists {[row['label'] for row in rows]}")
+    undefined = [labels[n] for n in range(len(labels))
+                 if points.GetNthControlPointPositionStatus(n) != points.PositionDefined]
+    if undefined:
+        raise ValueError(f"the position of point(s) {', '.join(undefined)} is missing or unreadable")
+
+
 def findResults(volumeNode) -> DetectionNodes | None:
     """The result nodes made earlier for ``volumeNode`` (None unless all three are in the scene)."""
     if volumeNode is None:
@@ -60,46 +145,12 @@ def findResults(volumeNode) -> DetectionNodes | None:
 
 
 def removeResults(volumeNode) -> None:
-    """Remove every node an earlier run made for ``volumeNode``."""
+    """Remove every node an earlier run made for ``volumeNode`` (Slicer's Data module logic removes their display
+    and storage nodes with them)."""
     for className in ROLE_CLASSES.values():
         for node in slicer.util.getNodesByClass(className):
             if node.GetAttribute(INPUT_VOLUME_ATTRIBUTE) == volumeNode.GetID():
                 slicer.mrmlScene.RemoveNode(node)
-
-
-def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False) -> DetectionNodes:
-    """Load one run's files as nodes named after ``volumeNode``, replacing that volume's previous results.
-
-    Nothing in the scene changes unless every file loads.
-    """
-    paths = outputPaths(outputFolder, stem)
-    missing = [os.path.basename(path) for path in paths.values() if not os.path.isfile(path)]
-    if missing:
-        raise RuntimeError(f"the detection finished without writing {', '.join(missing)}")
-    rows = readLesionRows(paths["table"])
-    created = []
-    try:
-        if rows:
-            created.append(slicer.util.loadSegmentation(paths["segmentation"]))
-            created.append(slicer.util.loadMarkups(paths["points"]))
-        else:
-            # No lesion: empty nodes, so that a healthy scan still gets (empty) results that replace old ones.
-            for role in ("segmentation", "points"):
-                node = slicer.mrmlScene.AddNewNodeByClass(ROLE_CLASSES[role])
-                created.append(node)
-                node.CreateDefaultDisplayNodes()
-        created.append(tableNodeFromRows(rows, _columnNames(paths["table"])))
-    except Exception:
-        for node in created:
-            _detachStorage(node)
-            slicer.mrmlScene.RemoveNode(node)
-        raise
-    nodes = DetectionNodes(*created)
-    removeResults(volumeNode)
-    _adopt(nodes, volumeNode)
-    nodes.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
-    setShowIn3D(nodes.segmentation, showIn3D)
-    return nodes
 
 
 def _adopt(nodes: DetectionNodes, volumeNode) -> None:
@@ -120,8 +171,8 @@ def _detachStorage(node) -> None:
     """Forget the temporary file the node was read from (it is deleted); saving the scene writes a new one."""
     storageNode = node.GetStorageNode()
     if storageNode is not None:
-        slicer.mrmlScene.RemoveNode(storageNode)
         node.SetAndObserveStorageNodeID(None)
+        slicer.mrmlScene.RemoveNode(storageNode)
 
 
 def setShowIn3D(segmentationNode, show: bool) -> None:
@@ -133,34 +184,23 @@ def setShowIn3D(segmentationNode, show: bool) -> None:
         displayNode.SetVisibility3D(show)
 
 
-def readLesionRows(csvPath: str) -> list[dict[str, str]]:
-    with open(csvPath, newline="", encoding="utf-8") as file:
-        return list(csv.DictReader(file))
-
-
-def _columnNames(csvPath: str) -> list[str]:
-    with open(csvPath, newline="", encoding="utf-8") as file:
-        return next(csv.reader(file), [])
-
-
-def tableNodeFromRows(rows: list[dict[str, str]], columnNames: list[str]):
+def tableNodeFromRows(columnNames: list[str], rows: list[dict[str, str]]):
     """A read-only table node with typed columns (integers, reals, text) in the CSV's column order."""
     tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
     for name in columnNames:
-        values = [row.get(name) or "" for row in rows]
+        values = [row[name] for row in rows]
         kind = _columnKind(values)
         array = {"int": vtk.vtkIntArray, "float": vtk.vtkDoubleArray, "text": vtk.vtkStringArray}[kind]()
         array.SetName(name)
         for value in values:
-            if kind == "int":
-                array.InsertNextValue(int(value))
-            elif kind == "float":
-                array.InsertNextValue(float(value) if value else math.nan)
-            else:
-                array.InsertNextValue(value)
+            array.InsertNextValue({"int": int, "float": _float, "text": str}[kind](value))
         tableNode.AddColumn(array)
     tableNode.SetLocked(True)
     return tableNode
+
+
+def _float(text: str) -> float:
+    return float(text) if text else math.nan
 
 
 def _columnKind(values: list[str]) -> str:

@@ -1,17 +1,15 @@
-"""Running ``PythonSlicer -m LesionDetectLib detect …`` beside Slicer without freezing it, and reading its output.
+"""Running ``PythonSlicer -m LesionDetectLib detect …`` beside Slicer without freezing it.
 
-`SubprocessRunner` starts the command in its own process group (POSIX session / Windows process group), reads
-stdout and stderr on two small threads that only put lines into a queue, and hands the lines to callbacks from a
-``qt.QTimer`` on Slicer's main thread. ``cancel()`` stops the whole process tree: ``PythonSlicer`` is a launcher that
-starts the real interpreter as a child, so stopping only the direct child would leave inference running.
-
-`parseProgressLine` and `errorMessage` read the ``--progress jsonl`` protocol described in CONTRIBUTING.md.
+`ProcessRunner` is the seam the logic is given (tests pass their own). `SubprocessRunner` starts the command in its
+own process group (POSIX session / Windows process group), reads stdout and stderr on two small threads that only put
+lines into a queue, and hands the lines to callbacks from a ``qt.QTimer`` on Slicer's main thread. ``cancel()`` stops
+the whole process tree: ``PythonSlicer`` is a launcher that starts the real interpreter as a child, so stopping only
+the direct child would leave inference running.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import signal
@@ -19,64 +17,35 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import Protocol
 
 import qt
 import slicer
 
 POLL_INTERVAL_MS = 100
 TERMINATE_GRACE_S = 3.0
-"""After a polite stop request (SIGTERM: the library cleans up and exits with code 130), wait this long, then kill."""
-CANCELLED_EXIT_CODE = 130
+"""After a polite stop request (SIGTERM: the library cleans up and exits with its cancelled code), wait this long,
+then kill."""
 
 LineCallback = Callable[[str], None]
 FinishedCallback = Callable[[int], None]
 
 
-@dataclass(frozen=True)
-class ProgressEvent:
-    """One ``--progress jsonl`` line: ``stage`` is read|load_model|preprocess|inference|postprocess|write|warning|done|error."""
+class ProcessRunner(Protocol):
+    """Runs one command at a time and reports its output lines and exit code through callbacks."""
 
-    stage: str
-    fraction: float
-    message: str
-    exitCode: int | None = None
+    @property
+    def isRunning(self) -> bool: ...
 
+    def start(self, command: Sequence[str], environment: dict[str, str] | None, onStdoutLine: LineCallback,
+              onStderrLine: LineCallback, onFinished: FinishedCallback) -> None:
+        """Start ``command``; ``onFinished(exitCode)`` is called once, after the last output line."""
 
-def parseProgressLine(line: str) -> ProgressEvent | None:
-    """The event on a stdout line, or None for anything that is not a progress object."""
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("stage"), str):
-        return None
-    try:
-        fraction = min(1.0, max(0.0, float(data.get("fraction", 0.0))))
-    except (TypeError, ValueError):
-        fraction = 0.0
-    exitCode = data.get("exit_code")
-    return ProgressEvent(
-        stage=data["stage"],
-        fraction=fraction,
-        message=str(data.get("message", "")),
-        exitCode=exitCode if isinstance(exitCode, int) else None,
-    )
+    def cancel(self) -> None:
+        """Stop the command; ``onFinished`` follows."""
 
-
-def errorMessage(errorEvent: ProgressEvent | None, stderrLines: Sequence[str], exitCode: int) -> str:
-    """The clearest explanation of a failed run: the ``"stage": "error"`` message, else the CLI's error line on
-    stderr, else the last lines of stderr (a crash), else the exit code alone."""
-    if errorEvent is not None and errorEvent.message:
-        return errorEvent.message
-    prefix = "lesiondetect: error:"
-    for line in reversed(stderrLines):
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    tail = [line for line in stderrLines if line.strip()][-5:]
-    if tail:
-        return "\n".join(tail)
-    return f"the detection process stopped with exit code {exitCode}"
+    def wait(self) -> None:
+        """Block (keeping the GUI responsive) until ``onFinished`` has been called."""
 
 
 class SubprocessRunner:

@@ -1,0 +1,65 @@
+"""A stand-in for ``python -m LesionDetectLib detect``, for tests: the 'model' calls every voxel brighter than
+``LEVEL`` a lesion, and the outputs are written by the library's own post-processing and writers.
+
+Run as ``python intensityModel.py INPUT.nrrd OUTPUT_FOLDER [--warning TEXT] [--hang] [--crash]
+[--drop-last-segment]``; it prints ``--progress jsonl`` lines like the real command. It needs LesionDetectLib only
+(no slicer, no torch), so it runs in a plain Python or ``PythonSlicer`` process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+LEVEL = 250.0
+STEM = "volume"
+
+
+def report(stage: str, fraction: float, message: str) -> None:
+    print(json.dumps({"stage": stage, "fraction": fraction, "message": message}), flush=True)
+
+
+def writeOutputs(inputPath: str, outputFolder: str, dropLastSegment: bool = False) -> int:
+    """Detect the bright regions of ``inputPath`` and write ``volume.*`` outputs; returns the number of lesions."""
+    from LesionDetectLib.io import read_volume
+    from LesionDetectLib.lesions import from_probability
+    from LesionDetectLib.result import DetectionResult
+    from LesionDetectLib.writers import write_segmentation
+
+    volume = read_volume(inputPath)
+    probability = 1.0 / (1.0 + np.exp(-(volume.array.astype(np.float32) - LEVEL) / 10.0))
+    lesions, labels = from_probability(probability, volume, 0.5)
+    result = DetectionResult(volume, lesions, labels, probability, 0.5, "intensity")
+    paths = result.write(outputFolder, STEM)
+    if dropLastSegment and lesions:  # an inconsistent output: one segment fewer than table rows
+        kept = np.where(labels == len(lesions), 0, labels)
+        write_segmentation(paths["segmentation"], DetectionResult(volume, lesions[:-1], kept, probability, 0.5, "x"))
+    return len(lesions)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--warning", default=None)
+    parser.add_argument("--hang", action="store_true", help="wait to be cancelled")
+    parser.add_argument("--crash", action="store_true", help="die with a traceback and no progress line")
+    parser.add_argument("--drop-last-segment", action="store_true")
+    args = parser.parse_args()
+    if args.crash:
+        raise RuntimeError("CUDA error: out of memory")
+    report("read", 0.0, "reading")
+    if args.warning:
+        report("warning", 0.1, args.warning)
+    if args.hang:
+        time.sleep(120)
+    report("inference", 0.5, "thresholding")
+    count = writeOutputs(args.input, args.output, args.drop_last_segment)
+    report("done", 1.0, f"{count} lesion(s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""`LesionDetectLogic`: detection on volume nodes, from the panel or the Python console.
+
+One run: input volume node → temporary NRRD written by Slicer's own volume writer (`slicer.util.exportNode`, no
+compression, the node's storage is left untouched) → ``PythonSlicer -m LesionDetectLib detect … --progress jsonl``
+through the injected `ProcessRunner` → ``<stem>.seg.nrrd``, ``.mrk.json``, ``.lesions.csv`` → nodes (`results`).
+torch and MONAI are never imported in Slicer's process: only the child process uses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import slicer
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
+
+from . import dependencies, library, results
+from .errors import DetectionCancelledError, DetectionError, DetectionFailedError, MissingDependenciesError
+from .parameters import DetectionOptions, LesionDetectParameterNode
+from .protocol import CANCELLED_EXIT_CODE, ProgressEvent, errorMessage, parseProgressLine
+from .results import DetectionNodes
+from .runner import ProcessRunner, SubprocessRunner
+
+INPUT_STEM = "volume"
+VOLUME_FILE_FORMAT = "NRRD (.nrrd)"
+"""The format string of Slicer's volume storage node for ``.nrrd`` (as `slicer.util.exportNode` would find it)."""
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended: result nodes (with the detection's warnings), an error message, or cancelled."""
+
+    nodes: DetectionNodes | None = None
+    error: str | None = None
+    cancelled: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+CompletionCallback = Callable[[RunOutcome], None]
+
+
+@dataclass
+class _Run:
+    """State of the run in progress."""
+
+    volumeNode: object
+    folder: str
+    options: DetectionOptions
+    progressCallback: ProgressCallback | None
+    completionCallback: CompletionCallback | None
+    cancelRequested: bool = False
+    errorEvent: ProgressEvent | None = None
+    warnings: list[str] = field(default_factory=list)
+    stderrTail: deque = field(default_factory=lambda: deque(maxlen=40))
+    outcome: RunOutcome | None = None
+
+    def report(self, event: ProgressEvent) -> None:
+        if self.progressCallback is not None:
+            self.progressCallback(event)
+
+
+class LesionDetectLogic(ScriptedLoadableModuleLogic):
+    """Runs LesionDetectLib on volume nodes; usable without the GUI::
+
+        logic = LesionDetectLogic()
+        seg, points, table = logic.process(volumeNode, model="…", threshold=0.5, device="auto")
+
+    ``processRunner`` runs the detection command (`SubprocessRunner` by default), ``findModule`` tells which Python
+    packages are installed (`importlib.util.find_spec` by default), ``pythonExecutable`` overrides ``PythonSlicer``.
+    """
+
+    def __init__(self, processRunner: ProcessRunner | None = None, findModule: library.ModuleFinder | None = None,
+                 pythonExecutable: str | None = None) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.processRunner = processRunner or SubprocessRunner()
+        self.findModule = findModule or importlib.util.find_spec
+        self.pythonExecutable = pythonExecutable
+        self._run: _Run | None = None
+
+    def getParameterNode(self) -> LesionDetectParameterNode:
+        return LesionDetectParameterNode(super().getParameterNode())
+
+    @property
+    def isRunning(self) -> bool:
+        return self._run is not None
+
+    @staticmethod
+    def availableModels() -> list:
+        """Installed models (records with name, version, modality, description, threshold), without torch."""
+        from LesionDetectLib.bundles import list_models
+
+        return list_models()
+
+    def missingDependencies(self) -> list[str]:
+        return dependencies.missingDependencies(self.findModule)
+
+    def installDependencies(self, askConfirmation: bool = True) -> bool:
+        """Install missing packages (see `dependencies.installDependencies`); False if the user declined."""
+        return dependencies.installDependencies(self.findModule, askConfirmation)
+
+    @staticmethod
+    def checkInputVolume(volumeNode) -> None:
+        """Raise `DetectionError` unless ``volumeNode`` is a 3-D single-component volume."""
+        if volumeNode is None:
+            raise DetectionError("Select an input volume first.")
+        imageData = volumeNode.GetImageData()
+        name = volumeNode.GetName()
+        if imageData is None:
+            raise DetectionError(f"The volume '{name}' has no image data.")
+        if imageData.GetNumberOfScalarComponents() != 1:
+            raise DetectionError(f"The volume '{name}' has several components per voxel (colour or vector image); "
+                                 "LesionDetect needs a grayscale CT or MR volume.")
+        dimensions = imageData.GetDimensions()
+        if min(dimensions) < 2:
+            raise DetectionError(f"The volume '{name}' is a 2-D image ({dimensions[0]}×{dimensions[1]}×"
+                                 f"{dimensions[2]} voxels); LesionDetect needs a 3-D volume.")
+
+    def process(self, volumeNode, options: DetectionOptions | None = None, *, waitForCompletion: bool = True,
+                progressCallback: ProgressCallback | None = None,
+                completionCallback: CompletionCallback | None = None, **optionValues) -> DetectionNodes | None:
+        """Detect lesions in ``volumeNode``; returns ``(segmentation, points, table)`` nodes.
+
+        ``options`` (or `DetectionOptions` fields as keywords: ``model``, ``threshold``, ``minimumLesionSizeMm3``,
+        ``device``, ``showIn3D``) say how. Earlier results for the same volume are replaced. With
+        ``waitForCompletion=False`` the call returns None at once and ``completionCallback(RunOutcome)`` is called
+        when the run ends; otherwise failures raise `DetectionFailedError` / `DetectionCancelledError`.
+        """
+        options = dataclasses.replace(options or DetectionOptions(), **optionValues)
+        if self.isRunning:
+            raise DetectionError("A lesion detection is already running; wait for it to finish or cancel it.")
+        self.checkInputVolume(volumeNode)
+        missing = self.missingDependencies()
+        if missing:
+            raise MissingDependenciesError(
+                f"Missing Python packages: {', '.join(missing)}. Open the LesionDetect module and click "
+                "'Detect lesions' to install them, or call LesionDetectLogic().installDependencies()."
+            )
+        folder = tempfile.mkdtemp(prefix="LesionDetect-", dir=slicer.app.temporaryPath)
+        run = _Run(volumeNode, folder, options, progressCallback, completionCallback)
+        try:
+            run.report(ProgressEvent("read", 0.0, "writing the volume for the detection process"))
+            command = self.detectCommand(self.writeInput(volumeNode, folder), os.path.join(folder, "output"), options)
+            environment = library.processEnvironment()
+            self._run = run
+            self.processRunner.start(command, environment, self._onStdoutLine, self._onStderrLine, self._onFinished)
+        except Exception:
+            self._run = None
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if not waitForCompletion:
+            return None
+        self.processRunner.wait()
+        if run.outcome.cancelled:
+            raise DetectionCancelledError("Lesion detection was cancelled.")
+        if run.outcome.error:
+            raise DetectionFailedError(run.outcome.error)
+        return run.outcome.nodes
+
+    @staticmethod
+    def writeInput(volumeNode, folder: str) -> str:
+        """The volume as an uncompressed NRRD in its own IJK→RAS (``world=False``; see `results` for transforms),
+        written through a temporary copy: the node keeps its own storage node and file name."""
+        path = os.path.join(folder, f"{INPUT_STEM}.nrrd")
+        if not slicer.util.exportNode(volumeNode, path, {"useCompression": 0, "fileFormat": VOLUME_FILE_FORMAT},
+                                      world=False):
+            raise DetectionError(f"Could not write the volume '{volumeNode.GetName()}' to {folder}.")
+        return path
+
+    def detectCommand(self, inputPath: str, outputFolder: str, options: DetectionOptions) -> list[str]:
+        return [library.pythonExecutable(self.pythonExecutable), "-m", library.LIBRARY, "detect", inputPath,
+                "-o", outputFolder, "--progress", "jsonl", "--quiet", *options.commandArguments()]
+
+    def cancel(self) -> None:
+        """Stop the running detection; the scene is left as it was and temporary files are removed."""
+        if self._run is not None and not self._run.cancelRequested:
+            self._run.cancelRequested = True
+            self.processRunner.cancel()
+
+    def _onStdoutLine(self, line: str) -> None:
+        event = parseProgressLine(line)
+        if event is None:
+            logging.info(f"LesionDetect: {line}")
+        elif event.stage == "error":
+            self._run.errorEvent = event
+        elif event.stage == "warning":
+            self._run.warnings.append(event.message)
+            logging.warning(f"LesionDetect: {event.message}")
+        else:
+            self._run.report(event)
+
+    def _onStderrLine(self, line: str) -> None:
+        self._run.stderrTail.append(line)
+        logging.info(f"LesionDetect: {line}")
+
+    def _onFinished(self, exitCode: int) -> None:
+        run, self._run = self._run, None
+        try:
+            run.outcome = self._outcome(run, exitCode)
+        except Exception as error:  # a damaged result or a bug: the user gets a message, the scene is unchanged
+            logging.exception("LesionDetect: loading the results failed")
+            run.outcome = RunOutcome(error=str(error))
+        finally:
+            shutil.rmtree(run.folder, ignore_errors=True)
+        if run.completionCallback is not None:
+            run.completionCallback(run.outcome)
+
+    @staticmethod
+    def _outcome(run: _Run, exitCode: int) -> RunOutcome:
+        if run.cancelRequested or exitCode == CANCELLED_EXIT_CODE:
+            return RunOutcome(cancelled=True)
+        if exitCode != 0:
+            return RunOutcome(error=errorMessage(run.errorEvent, list(run.stderrTail), exitCode))
+        if run.volumeNode.GetScene() is None:
+            return RunOutcome(error="The input volume was removed from the scene during the detection.")
+        run.report(ProgressEvent("load", 1.0, "creating segmentation, points and table"))
+        nodes = results.loadResults(os.path.join(run.folder, "output"), INPUT_STEM, run.volumeNode,
+                                    run.options.showIn3D)
+        return RunOutcome(nodes=nodes, warnings=run.warnings)
+
+    @staticmethod
+    def jumpToLesion(pointsNode, label: str) -> None:
+        """Centre the slice views on the control point labelled ``label`` (world position, transforms included)."""
+        index = results.controlPointIndex(pointsNode, label)
+        if index >= 0:
+            slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(pointsNode.GetID(), index, True)

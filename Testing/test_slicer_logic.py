@@ -1,0 +1,43 @@
+"""The module's logic tests (`LesionDetectModuleLib.logicTests`, also run by the module's self-test inside Slicer),
+here on real MRML from slicer-core."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import pytest
+
+pytest_plugins = ("real_slicer",)  # the `slicer` fixture
+
+
+def logicTestNames() -> list[str]:
+    """Listed here, because collecting them from the module would need slicer at collection time."""
+    return [
+        "test_segments_points_and_table_overlay_the_input",
+        "test_rerun_replaces_only_that_volumes_results_and_leaves_no_orphans",
+        "test_lesion_free_scan_gives_empty_results_that_replace_earlier_ones",
+        "test_cancel_leaves_the_scene_and_earlier_results_as_they_were",
+        "test_damaged_or_inconsistent_results_change_nothing",
+        "test_unusable_inputs_are_refused_before_anything_runs",
+        "test_a_crash_is_reported_with_the_end_of_its_traceback",
+    ]
+
+
+@pytest.mark.parametrize("name", logicTestNames())
+def test_logic(slicer, name):
+    logicTests = importlib.import_module("LesionDetectModuleLib.logicTests")
+    case = logicTests.LesionDetectLogicTest(name)
+    result = case.defaultTestResult()
+    case.run(result)
+    problems = [text for _, text in result.failures + result.errors]
+    assert not problems, "\n".join(problems)
+    assert os.listdir(slicer.app.temporaryPath) == []
+
+
+def test_every_logic_test_is_run_here(slicer):
+    import unittest
+
+    logicTests = importlib.import_module("LesionDetectModuleLib.logicTests")
+    assert sorted(logicTestNames()) == sorted(unittest.defaultTestLoader.getTestCaseNames(
+        logicTests.LesionDetectLogicTest))
