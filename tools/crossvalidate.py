@@ -57,6 +57,15 @@ def run_fold(datalist: Path, out: Path, folds: int, fold: int, recipe_args: list
                          "--progress", "none", "--quiet")
 
 
+def make_grid(thresholds, outlines, volumes) -> dict[str, tuple[float, float, float | None]]:
+    """Setting name → (threshold, minimum volume, outline threshold); outlines only below their threshold."""
+    return {
+        setting_name(threshold, volume, outline): (threshold, volume, outline)
+        for threshold in thresholds for outline in outlines for volume in volumes
+        if outline is None or outline < threshold
+    }
+
+
 def rethreshold(out: Path, threshold: float, min_volume_mm3: float, outline_threshold: float | None) -> Path:
     """Predictions of one setting from the saved probability maps (as `detect` makes them)."""
     import SimpleITK as sitk
@@ -88,7 +97,7 @@ def evaluate(args: argparse.Namespace, setting: str, lesion_type: str, rule: str
         return json.loads((report / "summary.json").read_text())
     predictions = args.out / "predictions" / setting
     if not predictions.exists():
-        rethreshold(args.out, *GRID[setting])
+        rethreshold(args.out, *args.grid[setting])
     lesiondetect("evaluate", "--pred", str(predictions), "--ref", str(args.datalist), "--rule", rule,
                  "--filter", f"lesion_type={lesion_type}", "-o", str(report), "--threshold", "0")
     return json.loads((report / "summary.json").read_text())
@@ -99,11 +108,8 @@ def setting_name(threshold: float, min_volume_mm3: float, outline_threshold: flo
     return f"t{threshold:.2f}{outline}-m{min_volume_mm3:g}"
 
 
-GRID = {
-    setting_name(threshold, volume, outline): (threshold, volume, outline)
-    for threshold in THRESHOLDS for outline in OUTLINE_THRESHOLDS for volume in MIN_VOLUMES_MM3
-    if outline is None or outline < threshold
-}
+def outline_value(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
 
 
 def value(metrics: dict, name: str) -> float:
@@ -148,18 +154,24 @@ def main() -> None:
                         help="types of lesion-free cases: their false positives are reported, not optimised")
     parser.add_argument("--report", nargs="*", default=[], metavar="LESION_TYPE=RULE",
                         help="lesion types evaluated and reported that choose nothing")
+    parser.add_argument("--thresholds", nargs="+", type=float, default=THRESHOLDS, help="the grid's thresholds")
+    parser.add_argument("--outline-thresholds", nargs="+", type=outline_value, default=OUTLINE_THRESHOLDS,
+                        metavar="T|none", help="the grid's outline thresholds (none: at the threshold)")
+    parser.add_argument("--min-volumes", nargs="+", type=float, default=MIN_VOLUMES_MM3, metavar="MM3",
+                        help="the grid's minimum lesion volumes")
     parser.add_argument("--max-lesion-free-fp", type=float, metavar="N",
                         help="choose only among settings with at most N false positives per lesion-free case")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args, recipe_args = parser.parse_args(argv[:split]), argv[split + 1 :]
+    args.grid = make_grid(args.thresholds, args.outline_thresholds, args.min_volumes)
     rules = dict(item.split("=", 1) for item in args.rules)
     lesion_free = dict(item.split("=", 1) for item in args.lesion_free)
     reported = dict(item.split("=", 1) for item in args.report)
     for fold in range(args.folds):
         run_fold(args.datalist, args.out, args.folds, fold, recipe_args)
     grid: dict[str, dict] = {}
-    for name, (threshold, min_volume, outline) in GRID.items():
+    for name, (threshold, min_volume, outline) in args.grid.items():
         scores, free, other = ({lesion_type: evaluate(args, name, lesion_type, rule)
                                 for lesion_type, rule in kinds.items()} for kinds in (rules, lesion_free, reported))
         grid[name] = {"threshold": threshold, "outline_threshold": outline, "min_lesion_mm3": min_volume,

@@ -68,12 +68,13 @@ def brief(summary: dict) -> dict:
             "froc_sensitivity_at_fp_per_case": summary["froc_sensitivity_at_fp_per_case"]}
 
 
-def ship(final: Path, target: Path, cross_validation: dict, credits: dict[str, str]) -> None:
+def ship(final: Path, target: Path, cross_validation: dict, credits: dict[str, str], **fields: str) -> None:
     """Copy the bundle with the chosen configuration's cross-validated setting (threshold, outline threshold,
     minimum lesion volume) as its defaults, the cross-validated metrics, and the training data's licences and
     citations (``provenance.dataset.credits``, per source) in its ``model.json`` (validated), and the weights
-    stored as float16."""
+    stored as float16; ``fields`` (e.g. ``version``, ``description``) replace the bundle's when given."""
     spec = json.loads((final / SPEC_FILE).read_text())
+    spec.update({key: value for key, value in fields.items() if value})
     chosen = cross_validation["configurations"][cross_validation["chosen"]]
     spec.update({key: chosen[key] for key in ("threshold", "outline_threshold", "min_lesion_mm3")})
     spec["metrics"] = {**spec.get("metrics", {}), "cross_validation": cross_validation}
@@ -156,6 +157,8 @@ def main() -> None:
     parser.add_argument("--ship", type=Path, required=True)
     parser.add_argument("--credit", nargs="*", default=[], metavar="SOURCE=LICENCE AND CITATION",
                         help="licence and citation of each training data source (as named in the datalist)")
+    parser.add_argument("--version", help="the shipped model's version (default: the bundle's)")
+    parser.add_argument("--description", help="the shipped model's one-line description (default: the bundle's)")
     parser.add_argument("--keep", nargs="*", default=[], metavar="NAME",
                         help="configurations cross-validated earlier, kept as they are in FINAL_BUNDLE's model.json")
     args = parser.parse_args()
@@ -169,7 +172,8 @@ def main() -> None:
                      "configuration with the highest such score",
         "configurations": configurations,
     }
-    ship(args.final, args.ship, cross_validation, dict(item.split("=", 1) for item in args.credit))
+    ship(args.final, args.ship, cross_validation, dict(item.split("=", 1) for item in args.credit),
+         version=args.version, description=args.description)
     copy_evidence(args.final, cv_dirs, args.chosen, args.docs)
     print(markdown(configurations, args.chosen))
 

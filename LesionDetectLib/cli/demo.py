@@ -58,10 +58,14 @@ def agreement(result: DetectionResult, reference: Volume, rule: str) -> str:
 
 
 def training_note(sample: Sample, spec: ModelSpec) -> str | None:
-    """A warning when the model was trained on the sample itself (then the demo shows fit, not accuracy)."""
+    """Whether the model trained on the sample: a warning when it did (then the demo shows fit, not accuracy),
+    a statement when its provenance shows the sample was held out; None when the provenance says neither."""
     dataset = spec.provenance.get("dataset", {})
-    if sample.case_id not in dataset.get("training_case_ids", ()):
-        return None
-    return (f"note: this case ({sample.case_id}) was one of the {spec.name} model's training cases, so the demo "
-            "shows what the model learned, not how well it finds lesions in new scans (see its cross-validated "
-            "accuracy in the README)")
+    if sample.case_id in dataset.get("training_case_ids", ()):
+        return (f"note: this case ({sample.case_id}) was one of the {spec.name} model's training cases, so the "
+                "demo shows what the model learned, not how well it finds lesions in new scans (see its "
+                "cross-validated accuracy in the README)")
+    if sample.case_id in dataset.get("validation_case_ids", ()):
+        return (f"note: this case ({sample.case_id}) was held out of the {spec.name} model's training (its "
+                "validation case), so the demo shows the model on a scan it has never seen")
+    return None
