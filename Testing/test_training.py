@@ -241,7 +241,7 @@ def test_training_arrays_are_the_inference_preprocessing(dataset):
 
 def test_random_patches_copy_paste_and_cache(dataset):
     from LesionDetectLib.training.copy_paste import CopyPasted, lesion_bank
-    from LesionDetectLib.training.transforms import cached_cases, random_transforms
+    from LesionDetectLib.training.transforms import RepeatedCases, cached_cases, random_transforms
 
     recipe = tiny_recipe(positive_fraction=1.0, samples_per_case=3)
     intensity = {"kind": "mr", "percentiles": [0.5, 99.5]}
@@ -249,7 +249,7 @@ def test_random_patches_copy_paste_and_cache(dataset):
     before = cases[0]["image"].clone()
     chain = random_transforms(recipe)
     chain.set_random_state(seed=0)
-    patches = chain(cases[0])
+    patches = chain(RepeatedCases(cases, 2)[0])
     assert len(patches) == 3
     for patch in patches:
         assert set(patch) == {"image", "label"} and tuple(patch["image"].shape) == (1, 24, 24, 24)

@@ -48,7 +48,8 @@ def test_filters_keep_only_matching_datalist_items(tmp_path):
 
 
 def _item(hard: bool = True) -> dict:
-    """A prepared case: image = 1 on the hard-negative block, 2 on the lesion block, 0 elsewhere in the body."""
+    """A prepared case: image = 1 on the hard-negative block, 2 on the lesion block, 0 elsewhere in the body
+    (the hard-negative mask under "hard", as mining would give it)."""
     image = torch.zeros((1, *SHAPE))
     label = torch.zeros((1, *SHAPE), dtype=torch.uint8)
     body = torch.zeros((1, *SHAPE), dtype=torch.uint8)
@@ -60,15 +61,17 @@ def _item(hard: bool = True) -> dict:
         mask = torch.zeros((1, *SHAPE), dtype=torch.uint8)
         mask[:, 28:34, 28:34, 28:34] = 1
         image[mask > 0] = 1.0
-        item[T.HARD] = mask
+        item["hard"] = mask
     return item
 
 
 def _centre_values(recipe: Recipe, item: dict, draws: int = 12) -> list[float]:
+    hard = {"c": item.pop("hard")} if "hard" in item else {}
+    cases = T.RepeatedCases([item], draws, hard)
     chain = T.random_transforms(recipe)
     chain.set_random_state(seed=3)
     centre = tuple(p // 2 for p in recipe.patch_size)
-    return [float(patch[T.IMAGE][(0, *centre)]) for _ in range(draws) for patch in chain(item)]
+    return [float(patch[T.IMAGE][(0, *centre)]) for n in range(draws) for patch in chain(cases[n])]
 
 
 def test_patches_are_centred_on_each_class_as_the_recipe_says():
@@ -82,12 +85,15 @@ def test_patches_are_centred_on_each_class_as_the_recipe_says():
     assert set(values) <= {0.0, 2.0} and 2.0 in values
 
 
-def test_dataset_items_carry_the_current_hard_negatives():
+def test_patch_centres_follow_the_current_hard_negatives():
     hard: dict[str, torch.Tensor] = {}
     cases = T.RepeatedCases([_item(hard=False)], 3, hard)
-    assert not cases[0][T.HARD].any()
-    hard["c"] = _item()[T.HARD]
-    assert int(cases[2][T.HARD].sum()) == 6**3
+    cases.prepare()
+    outside, normal, mined, lesion = cases[0][T.CENTRES]
+    assert len(mined) == 0 and len(lesion) == 4**3 and len(outside) + len(normal) + len(lesion) == 40**3
+    hard["c"] = _item()["hard"]
+    assert len(cases[2][T.CENTRES][T.HARD_NEGATIVE]) == 6**3
+    assert set(cases[1]) == {"case", T.IMAGE, T.LABEL, T.CENTRES}  # whole-volume masks stay out of the crops
 
 
 class BrightnessNet(torch.nn.Module):
@@ -147,6 +153,7 @@ def test_thick_slices_blur_one_axis_and_keep_the_label():
 def test_heavy_augmentation_changes_appearance_not_labels():
     item = _item(hard=False)
     item[T.IMAGE] = item[T.IMAGE] + torch.randn(1, *SHAPE) * 0.1
+    item = T.RepeatedCases([item], 1)[0]
     recipe = Recipe(patch_size=(16, 16, 16), affine=False, flip=False, heavy_augment=True, samples_per_case=1)
     chain = T.random_transforms(recipe)
     chain.set_random_state(seed=1)

@@ -423,6 +423,7 @@ class Trainer:
                 started = time.perf_counter()
                 if recipe.hard_negative_fraction > 0 and epoch > 0 and epoch % recipe.mining_interval == 0:
                     self._mine(reporter)
+                self.dataset.data.prepare()  # patch-centre indices, inherited by the data-loader workers
                 generator = seed_epoch(recipe.seed, epoch, context.rank)
                 loader = DataLoader(
                     self.dataset, batch_size=recipe.batch_size, shuffle=True, generator=generator,

@@ -25,7 +25,7 @@ from ..resources import available_memory_bytes
 from .dataset import Case, read_image
 from .recipe import Recipe
 
-IMAGE, LABEL, BODY, HARD, CLASSES = "image", "label", "body", "hard_negative", "patch_classes"
+IMAGE, LABEL, BODY, CENTRES = "image", "label", "body", "centre_indices"
 BYTES_PER_CACHED_VOXEL = 4 + 1 + 1  # float32 image, uint8 label, uint8 body mask
 # the patch-centre classes: outside the body (never a centre), normal body, mined hard negative, lesion
 OUTSIDE, NORMAL, HARD_NEGATIVE, LESION = range(4)
@@ -74,9 +74,11 @@ def crop_size(recipe: Recipe) -> tuple[int, int, int]:
 
 
 def random_transforms(recipe: Recipe, bank: Sequence | None = None):
-    """The per-sample random MONAI chain: copy-paste, patches by centre class, flips, affine, intensity."""
+    """The per-sample random MONAI chain on `RepeatedCases` items: copy-paste, patches by centre class, flips,
+    affine, intensity."""
     from monai.transforms import (
         Compose,
+        DeleteItemsd,
         EnsureTyped,
         RandAffined,
         RandCropByLabelClassesd,
@@ -94,15 +96,15 @@ def random_transforms(recipe: Recipe, bank: Sequence | None = None):
     size = crop_size(recipe)
     steps: list = []
     if recipe.copy_paste > 0 and bank:
-        steps.append(CopyPasted(bank, prob=recipe.copy_paste))
+        steps += [CopyPasted(bank, prob=recipe.copy_paste), DeleteItemsd(keys=BODY)]
     steps += [
-        SpatialPadd(keys=[IMAGE, LABEL, BODY, HARD], spatial_size=size, allow_missing_keys=True),
-        PatchClassesd(),
-        # a class without voxels (a lesion-free case, nothing mined yet) gives its share to the others
+        # a class without voxels (a lesion-free case, nothing mined yet) gives its share to the others; the
+        # crop keeps only image and label (MONAI deep-copies every other key once per sample)
         RandCropByLabelClassesd(
-            keys=keys, label_key=CLASSES, spatial_size=size, ratios=centre_ratios(recipe), num_classes=4,
-            num_samples=recipe.samples_per_case, warn=False,
+            keys=keys, label_key=LABEL, spatial_size=size, ratios=centre_ratios(recipe), num_classes=4,
+            num_samples=recipe.samples_per_case, indices_key=CENTRES, allow_smaller=True, warn=False,
         ),
+        SpatialPadd(keys=keys, spatial_size=size),
     ]
     if recipe.affine:
         angle = math.radians(recipe.rotate_degrees)
@@ -164,13 +166,18 @@ def cached_cases(
 class RepeatedCases(Sequence):
     """``length`` items cycling over ``cases`` (an epoch is a fixed number of iterations, not one pass).
 
-    Each item also carries its case's mined hard-negative mask (``hard``: case id → ``[1,x,y,z]`` uint8, empty
-    until mining finds some); the cached item itself is never changed.
+    Each item carries, under ``CENTRES``, the voxel indices of each patch-centre class (`centre_classes`),
+    computed once per case and again only when its mined hard negatives (``hard``: case id → ``[1,x,y,z]``
+    uint8) change; `prepare` computes them in the main process so that data-loader workers inherit them.
+    The cached item itself is never changed.
     """
 
-    def __init__(self, cases: Sequence, length: int, hard: dict[str, torch.Tensor] | None = None):
+    def __init__(self, cases: Sequence, length: int, hard: dict[str, torch.Tensor] | None = None,
+                 keep_body: bool = False):
         self.cases, self.length = cases, length
         self.hard = {} if hard is None else hard
+        self.keep_body = keep_body  # copy-paste needs the body mask
+        self._centres: dict[str, tuple[int | None, list]] = {}
 
     def __len__(self) -> int:
         return self.length
@@ -179,8 +186,40 @@ class RepeatedCases(Sequence):
         if not 0 <= index < self.length:
             raise IndexError(index)
         item = self.cases[index % len(self.cases)]
+        chosen = {"case": item["case"], IMAGE: item[IMAGE], LABEL: item[LABEL], CENTRES: self.centres(item)}
+        if self.keep_body:
+            chosen[BODY] = item[BODY]
+        return chosen
+
+    def centres(self, item: dict) -> list:
         hard = self.hard.get(item["case"])
-        return {**item, HARD: torch.zeros_like(item[LABEL]) if hard is None else hard}
+        version = None if hard is None else id(hard)
+        known = self._centres.get(item["case"])
+        if known is None or known[0] != version:
+            known = (version, centre_indices(item[LABEL], item[BODY], hard))
+            self._centres[item["case"]] = known
+        return known[1]
+
+    def prepare(self) -> None:
+        """Compute every case's patch-centre indices now (before data-loader workers start)."""
+        for index in range(len(self.cases)):
+            self.centres(self.cases[index])
+
+
+def centre_classes(label, body, hard=None) -> torch.Tensor:
+    """The class of every voxel as a patch centre: `OUTSIDE` the body, `NORMAL` body, `HARD_NEGATIVE`, `LESION`."""
+    classes = (torch.as_tensor(body) > 0).to(torch.uint8)
+    if hard is not None:
+        classes[torch.as_tensor(hard) > 0] = HARD_NEGATIVE
+    classes[torch.as_tensor(label) > 0] = LESION
+    return classes
+
+
+def centre_indices(label, body, hard=None) -> list:
+    """Flat voxel indices of each patch-centre class (MONAI's ``map_classes_to_indices``)."""
+    from monai.transforms.utils import map_classes_to_indices
+
+    return map_classes_to_indices(centre_classes(label, body, hard), num_classes=4)
 
 
 def training_dataset(cases: Sequence, recipe: Recipe, length: int, bank: Sequence | None = None,
@@ -188,22 +227,8 @@ def training_dataset(cases: Sequence, recipe: Recipe, length: int, bank: Sequenc
     """A MONAI dataset of ``length`` items: prepared cases (cycled) through the random transform chain."""
     from monai.data import Dataset
 
-    return Dataset(RepeatedCases(cases, length, hard), random_transforms(recipe, bank))
-
-
-class PatchClassesd(MapTransform):
-    """The class of every voxel as a patch centre: outside the body, normal body, hard negative (when the item
-    has a ``HARD`` mask), lesion."""
-
-    def __init__(self):
-        super().__init__(keys=[LABEL, BODY, HARD], allow_missing_keys=True)
-
-    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        classes = (torch.as_tensor(data[BODY]) > 0).to(torch.uint8)  # 0 outside, 1 body
-        if HARD in data:
-            classes[torch.as_tensor(data[HARD]) > 0] = HARD_NEGATIVE
-        classes[torch.as_tensor(data[LABEL]) > 0] = LESION
-        return {**data, CLASSES: classes}
+    keep_body = recipe.copy_paste > 0 and bool(bank)
+    return Dataset(RepeatedCases(cases, length, hard, keep_body), random_transforms(recipe, bank))
 
 
 def centre_ratios(recipe: Recipe) -> list[float]:
