@@ -10,7 +10,7 @@ import sys
 
 from ..errors import CancelledError, LesionDetectError
 
-SUBCOMMANDS = ("detect", "models", "demo", "train", "evaluate")
+SUBCOMMANDS = ("detect", "compare", "models", "demo", "train", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

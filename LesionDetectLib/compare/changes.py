@@ -222,8 +222,8 @@ def _change(number, prior_ids, current_ids, on_prior: _Grid, on_current: _Grid, 
         shifted = [(prior_mm3, current_mm3 + sign * current_doubt) for sign in (-1, 1)]
         shifted += [(prior_mm3 + sign * prior_doubt, current_mm3) for sign in (-1, 1)]
         if any(rules.classify(*volumes) != change for volumes in shifted):
-            notes.append(f"half a voxel of outline from another class (±{current_doubt:.0f} mm3 now, "
-                         f"±{prior_doubt:.0f} mm3 before)")
+            notes.append(f"half a voxel of outline from another class: ±{current_doubt:.0f} mm3 now, "
+                         f"±{prior_doubt:.0f} mm3 before")
         smaller = min(np.count_nonzero(current_mask), np.count_nonzero(aligned_prior)) or 1
         if shared / smaller < rules.min_touch_fraction:
             notes.append(f"the lesions barely touch ({shared / smaller:.0%} overlap)")
@@ -258,7 +258,7 @@ def _unmatched(grid: _Grid, ids, found: str, other_side: str, rules: ChangeRules
     if inside < 1.0:
         notes.append(f"partly outside the {other_side} scan ({1.0 - inside:.0%})")
     nearest = float(grid.distance_to_other()[box][mask].min())
-    if nearest <= rules.near_mm:
+    if nearest <= rules.near_mm + max(grid.own.volume.spacing):  # distances between voxel centres: one voxel more
         notes.append(f"a {other_side} lesion lies {nearest:.1f} mm away")
     probability = grid.other_probability()
     if probability is not None:

@@ -117,7 +117,7 @@ def register(prior: Volume, current: Volume, method: str = "rigid", limits: Qual
         if method == "affine":
             transform = _affine(fixed, fixed_mask, moving, moving_mask, transform, optimiser)
     matrix = _matrix(transform)
-    quality = measure_quality(fixed, fixed_mask, moving, moving_mask, transform)
+    quality = measure_quality(fixed, fixed_mask, moving, moving_mask, _field_of_view(prior), transform)
     quality.update(_motion(matrix, _mask_centroid(fixed_mask)))
     registration = Registration(method, matrix, quality, optimiser)
     if check_quality:
@@ -284,16 +284,28 @@ def _motion(matrix: np.ndarray, center: tuple[float, float, float]) -> dict[str,
     }
 
 
-def measure_quality(fixed, fixed_mask, moving, moving_mask, transform) -> dict[str, float]:
-    """Field-of-view overlap, mask Dice and intensity correlation of the aligned working images."""
+def _field_of_view(volume: Volume):
+    """A uint8 image of ones on ``volume``'s own grid: where the scan has voxels."""
+    import SimpleITK as sitk
+
+    view = sitk.Image([int(n) for n in volume.shape_ijk], sitk.sitkUInt8) + 1
+    view.SetSpacing([float(s) for s in volume.spacing])
+    view.SetOrigin([float(o) for o in volume.origin])
+    view.SetDirection([float(d) for d in np.asarray(volume.direction).ravel()])
+    return view
+
+
+def measure_quality(fixed, fixed_mask, moving, moving_mask, moving_view, transform) -> dict[str, float]:
+    """Field-of-view overlap, mask Dice and intensity correlation of the aligned working images.
+
+    ``moving_view`` marks the prior's own voxels (its working grid is a larger RAS-aligned box around them).
+    """
     import SimpleITK as sitk
 
     def aligned(image, interpolator, pixel):
         return sitk.GetArrayFromImage(sitk.Resample(image, fixed, transform, interpolator, 0.0, pixel))
 
-    view = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
-    view.CopyInformation(moving)
-    inside = aligned(view, sitk.sitkNearestNeighbor, sitk.sitkUInt8) > 0
+    inside = aligned(moving_view, sitk.sitkNearestNeighbor, sitk.sitkUInt8) > 0
     current = sitk.GetArrayViewFromImage(fixed_mask) > 0
     prior = aligned(moving_mask, sitk.sitkNearestNeighbor, sitk.sitkUInt8) > 0
     shared_current, shared_prior = current & inside, prior & inside
