@@ -80,7 +80,7 @@ class LesionChange:
 
     @property
     def volume_change_percent(self) -> float | None:
-        return None if self.prior_volume_mm3 <= 0 else 100.0 * self.volume_change_mm3 / self.prior_volume_mm3
+        return None if self.prior_volume_mm3 <= 0 else 100.0 * (self.volume_change_mm3 / self.prior_volume_mm3)
 
     def as_row(self) -> dict[str, object]:
         """A flat row of the change table."""

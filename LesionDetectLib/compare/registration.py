@@ -79,8 +79,8 @@ class Registration:
 
     @property
     def volume_scale(self) -> float:
-        """How many prior-scan mm³ one current-scan mm³ maps to (1 for a rigid alignment)."""
-        return float(abs(np.linalg.det(self.matrix_lps[:3, :3])))
+        """How many prior-scan mm³ one current-scan mm³ maps to (exactly 1 for a rigid alignment)."""
+        return 1.0 if self.method != "affine" else float(abs(np.linalg.det(self.matrix_lps[:3, :3])))
 
     def to_dict(self) -> dict[str, object]:
         return {

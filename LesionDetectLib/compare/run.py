@@ -132,7 +132,10 @@ def _known(source: Source, scan, lesions, options: DetectOptions) -> Timepoint |
 
 
 def _check_comparable(prior: Timepoint, current: Timepoint, allow_different_settings: bool) -> list[str]:
-    """Refuse scans of different modalities, and lesions found with different settings unless allowed."""
+    """Refuse scans of different modalities, and lesions found with different settings unless allowed.
+
+    Returns the warnings to report: the detection's own (e.g. "does not look skull-stripped") and allowed differences.
+    """
     modalities = (prior.volume.modality, current.volume.modality)
     if None not in modalities and modalities[0] != modalities[1]:
         raise ComparisonError(f"the prior scan is {modalities[0]} and the current scan {modalities[1]}: compare like with like")
@@ -142,7 +145,9 @@ def _check_comparable(prior: Timepoint, current: Timepoint, allow_different_sett
             "the two scans' lesions were found with different settings (" + "; ".join(differences) + "): their changes "
             "would mix real change with the settings'; detect both alike, or pass --allow-different-settings"
         )
-    return [f"lesions found with different settings: {difference}" for difference in differences]
+    scans = [f"{name} scan: {warning}" for name, side in (("prior", prior), ("current", current))
+             for warning in side.result.warnings]
+    return scans + [f"lesions found with different settings: {difference}" for difference in differences]
 
 
 def _within(progress: ProgressCallback, start: float, end: float) -> ProgressCallback:

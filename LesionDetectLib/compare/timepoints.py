@@ -67,7 +67,9 @@ def read_results(path: str | Path, scan: str | Path | Volume | None = None) -> T
     """The lesions a results folder (or its ``.lesions.json``) holds, with the scan they were found on.
 
     Without ``scan``, the folder must hold the image as ``<stem>.nii.gz`` (or .nii, .nrrd, .mha, .mhd).
-    The segmentation's lesion sizes must match the table (a segmentation edited afterwards is refused).
+    The segmentation's lesion sizes must match the table (a segmentation edited afterwards is refused). The
+    probability map is read when it was saved (``--save-probability``); otherwise ``result.probability`` holds the
+    lesion mask (0/1) and `Timepoint.probability` is None.
     """
     table, document = results_document(path)
     stem = table.name[: -len(RESULT_SUFFIX)]
