@@ -300,3 +300,11 @@ def test_the_same_scans_give_the_same_change_tables(scans, comparison, tmp_path)
     again.write(tmp_path / "second")
     for name in ("change.csv", "current.lesions.csv", "prior.lesions.csv", "current.lesions.json", "prior.lesions.json"):
         assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes(), name
+
+
+def test_options_that_do_not_fit_the_input_are_refused(comparison, scans):
+    (prior, prior_mask), (current, _) = scans
+    with pytest.raises(ComparisonError, match="holds results already"):
+        compare(comparison.prior.result, current, prior_lesions=prior_mask)
+    with pytest.raises(ComparisonError, match="is a scan"):
+        compare(prior, current, prior_scan=prior)

@@ -142,8 +142,8 @@ class _Grid:
         self.own, self.other, self.transform = own, other, transform  # transform: this grid → the other scan
         self.labels = np.asarray(own.result.label_map)
         self.other_labels = resample_onto(np.asarray(other.result.label_map), other.volume, own.volume, transform)
-        self.other_view = resample_onto(foreground_mask(other.volume.array).view(np.uint8), other.volume, own.volume,
-                                    transform) > 0
+        view = foreground_mask(other.volume.array).view(np.uint8)
+        self.other_view = resample_onto(view, other.volume, own.volume, transform) > 0
         self.lesions = {lesion.id: lesion for lesion in own.result.lesions}
         self.boxes = _boxes(self.labels)
         self.other_boxes = _boxes(self.other_labels)
@@ -171,8 +171,8 @@ class _Grid:
     def other_probability(self) -> np.ndarray | None:
         """The other scan's lesion probability on this grid (None when unknown)."""
         if self._probability is None and self.other.probability is not None:
-            self._probability = resample_onto(self.other.probability.astype(np.float32, copy=False), self.other.volume,
-                                          self.own.volume, self.transform, linear=True)
+            probability = self.other.probability.astype(np.float32, copy=False)
+            self._probability = resample_onto(probability, self.other.volume, self.own.volume, self.transform, linear=True)
         return self._probability
 
 
@@ -201,76 +201,76 @@ def _groups(links, prior_ids, current_ids) -> list[tuple[tuple[int, ...], tuple[
 
 def _change(number, prior_ids, current_ids, on_prior: _Grid, on_current: _Grid, registration: Registration,
             rules: ChangeRules) -> LesionChange:
+    """One group's change; ``doubts`` make its certainty low, ``remarks`` (merges, splits) only inform."""
     prior_lesions = [on_prior.lesions[i] for i in prior_ids]
     current_lesions = [on_current.lesions[i] for i in current_ids]
-    scale = registration.volume_scale
-    prior_mm3 = sum(lesion.volume_mm3 for lesion in prior_lesions) / scale
+    prior_mm3 = sum(lesion.volume_mm3 for lesion in prior_lesions) / registration.volume_scale
     current_mm3 = sum(lesion.volume_mm3 for lesion in current_lesions)
-    notes: list[str] = []
-    dice = None
+    dice, remarks = None, []
     if current_ids and prior_ids:
         change = rules.classify(prior_mm3, current_mm3)
-        box = on_current.box(current_ids, prior_ids)
-        current_mask = np.isin(on_current.labels[box], current_ids)
-        aligned_prior = np.isin(on_current.other_labels[box], prior_ids)
-        prior_box = on_prior.box(prior_ids, ())
-        prior_mask = np.isin(on_prior.labels[prior_box], prior_ids)
-        shared = np.count_nonzero(current_mask & aligned_prior)
-        dice = 2.0 * shared / ((np.count_nonzero(current_mask) + np.count_nonzero(aligned_prior)) or 1)
-        current_doubt = _outline_mm3(current_mask, on_current.own.volume) / 2.0
-        prior_doubt = _outline_mm3(prior_mask, on_prior.own.volume) / scale / 2.0
-        shifted = [(prior_mm3, current_mm3 + sign * current_doubt) for sign in (-1, 1)]
-        shifted += [(prior_mm3 + sign * prior_doubt, current_mm3) for sign in (-1, 1)]
-        if any(rules.classify(*volumes) != change for volumes in shifted):
-            notes.append(f"half a voxel of outline from another class: ±{current_doubt:.0f} mm3 now, "
-                         f"±{prior_doubt:.0f} mm3 before")
-        smaller = min(np.count_nonzero(current_mask), np.count_nonzero(aligned_prior)) or 1
-        if shared / smaller < rules.min_touch_fraction:
-            notes.append(f"the lesions barely touch ({shared / smaller:.0%} overlap)")
-        if len(prior_ids) > 1:
-            notes.append(f"{len(prior_ids)} prior lesions merged")
-        if len(current_ids) > 1:
-            notes.append(f"split into {len(current_ids)} lesions")
+        dice, doubts = _matched(prior_ids, current_ids, on_prior, on_current, prior_mm3, current_mm3, change,
+                                registration, rules)
+        remarks = [f"{len(prior_ids)} prior lesions merged"] * (len(prior_ids) > 1)
+        remarks += [f"split into {len(current_ids)} lesions"] * (len(current_ids) > 1)
     elif current_ids:
-        change, notes = _unmatched(on_current, current_ids, "new", "prior", rules)
+        change, doubts = _unmatched(on_current, current_ids, "new", "prior", rules)
         if change == "new" and max(lesion.equivalent_diameter_mm for lesion in current_lesions) < SMALLEST_LESION_MM:
-            notes.append(f"smaller than {SMALLEST_LESION_MM:g} mm")
+            doubts.append(f"smaller than {SMALLEST_LESION_MM:g} mm")
     else:
-        change, notes = _unmatched(on_prior, prior_ids, "resolved", "current", rules)
+        change, doubts = _unmatched(on_prior, prior_ids, "resolved", "current", rules)
     return LesionChange(
-        change_id=number, change=change, certainty="low" if _doubtful(notes) else "high",
+        change_id=number, change=change, certainty="low" if doubts else "high",
         prior_ids=tuple(prior_ids), current_ids=tuple(current_ids),
         prior_volume_mm3=prior_mm3, current_volume_mm3=current_mm3,
         prior_diameter_mm=_diameter(prior_lesions), current_diameter_mm=_diameter(current_lesions),
         centroid_lps=_centroid(current_lesions, prior_lesions, registration),
-        overlap_dice=None if dice is None else float(dice), notes=tuple(notes),
+        overlap_dice=dice, notes=tuple(doubts + remarks),
     )
 
 
+def _matched(prior_ids, current_ids, on_prior: _Grid, on_current: _Grid, prior_mm3: float, current_mm3: float,
+             change: str, registration: Registration, rules: ChangeRules) -> tuple[float, list[str]]:
+    """The overlap Dice of matched lesions and the doubts about their class."""
+    box = on_current.box(current_ids, prior_ids)
+    current_mask = np.isin(on_current.labels[box], current_ids)
+    aligned_prior = np.isin(on_current.other_labels[box], prior_ids)
+    prior_mask = np.isin(on_prior.labels[on_prior.box(prior_ids, ())], prior_ids)
+    shared = np.count_nonzero(current_mask & aligned_prior)
+    sizes = (np.count_nonzero(current_mask), np.count_nonzero(aligned_prior))
+    doubts = []
+    current_doubt = _outline_mm3(current_mask, on_current.own.volume) / 2.0
+    prior_doubt = _outline_mm3(prior_mask, on_prior.own.volume) / registration.volume_scale / 2.0
+    shifted = [(prior_mm3, current_mm3 + sign * current_doubt) for sign in (-1, 1)]
+    shifted += [(prior_mm3 + sign * prior_doubt, current_mm3) for sign in (-1, 1)]
+    if any(rules.classify(*volumes) != change for volumes in shifted):
+        doubts.append(f"half a voxel of outline from another class: ±{current_doubt:.0f} mm3 now, "
+                      f"±{prior_doubt:.0f} mm3 before")
+    touching = shared / (min(sizes) or 1)
+    if touching < rules.min_touch_fraction:
+        doubts.append(f"the lesions barely touch ({touching:.0%} overlap)")
+    return float(2.0 * shared / (sum(sizes) or 1)), doubts
+
+
 def _unmatched(grid: _Grid, ids, found: str, other_side: str, rules: ChangeRules) -> tuple[str, list[str]]:
-    """The class (``found`` or outside) and notes of lesions with no counterpart in the other scan."""
+    """The class (``found``, or ``outside``) of lesions with no counterpart in the other scan, and the doubts."""
     box = grid.box(ids, ())
     mask = np.isin(grid.labels[box], ids)
     inside = float(np.mean(grid.other_view[box][mask]))
     if inside < 0.5:
         return "outside", [f"{1.0 - inside:.0%} outside the {other_side} scan's field of view"]
-    notes = []
+    doubts = []
     if inside < 1.0:
-        notes.append(f"partly outside the {other_side} scan ({1.0 - inside:.0%})")
+        doubts.append(f"partly outside the {other_side} scan ({1.0 - inside:.0%})")
     nearest = float(grid.distance_to_other()[box][mask].min())
     if nearest <= rules.near_mm + max(grid.own.volume.spacing):  # distances between voxel centres: one voxel more
-        notes.append(f"a {other_side} lesion lies {nearest:.1f} mm away")
+        doubts.append(f"a {other_side} lesion lies {nearest:.1f} mm away")
     probability = grid.other_probability()
     if probability is not None:
         highest, threshold = float(probability[box][mask].max()), float(grid.other.result.threshold)
         if highest >= threshold - rules.probability_margin:
-            notes.append(f"the {other_side} scan's probability reaches {highest:.2f} here (threshold {threshold:.2f})")
-    return found, notes
-
-
-def _doubtful(notes: list[str]) -> bool:
-    """Any note but a merge or split (reported, not doubtful by itself) makes a class doubtful."""
-    return any(not (note.endswith("merged") or note.startswith("split into")) for note in notes)
+            doubts.append(f"the {other_side} scan's probability reaches {highest:.2f} here (threshold {threshold:.2f})")
+    return found, doubts
 
 
 def _outline_mm3(mask: np.ndarray, volume: Volume) -> float:

@@ -178,7 +178,7 @@ def _levels(image) -> list[int]:
     return [factor for factor in (4, 2) if smallest // factor >= MIN_LEVEL_VOXELS] + [1]
 
 
-def _method(fixed, fixed_mask, moving_mask, levels: list[int]):
+def _method(fixed_mask, moving_mask, levels: list[int]):
     """A Mattes mutual information registration inside both masks, over the given resolution levels."""
     import SimpleITK as sitk
 
@@ -220,7 +220,7 @@ def _rigid(fixed, fixed_mask, moving, moving_mask, optimiser):
 
     center = np.array(_mask_centroid(fixed_mask))
     shift = np.array(_mask_centroid(moving_mask)) - center
-    method = _method(fixed, fixed_mask, moving_mask, _levels(fixed))
+    method = _method(fixed_mask, moving_mask, _levels(fixed))
     starts = []
     for translation in (np.zeros(3), shift):
         start = sitk.Euler3DTransform()
@@ -244,7 +244,7 @@ def _affine(fixed, fixed_mask, moving, moving_mask, rigid, optimiser):
     start.SetCenter(rigid.GetCenter())
     start.SetMatrix(rigid.GetMatrix())
     start.SetTranslation(rigid.GetTranslation())
-    method = _method(fixed, fixed_mask, moving_mask, _levels(fixed)[-2:])
+    method = _method(fixed_mask, moving_mask, _levels(fixed)[-2:])
     method.SetInitialTransform(start, inPlace=False)
     return sitk.AffineTransform(_single(_run(method, fixed, moving, optimiser, "affine")))
 

@@ -119,9 +119,14 @@ def compare(
 
 def _known(source: Source, scan, lesions, options: DetectOptions) -> Timepoint | Volume | Path:
     """The side's lesions when they are already known (results, labels), else the scan to detect them in."""
+    results = isinstance(source, DetectionResult) or (not isinstance(source, Volume) and is_results(source))
+    if results and lesions is not None:
+        raise ComparisonError(f"{_name(source)} holds results already: a label image replaces the detection of a scan")
+    if not results and scan is not None:
+        raise ComparisonError(f"{_name(source)} is a scan: a separate scan is named only for a results folder")
     if isinstance(source, DetectionResult):
         return Timepoint(source, "detected", source.probability)
-    if not isinstance(source, Volume) and is_results(source):
+    if results:
         return read_results(source, scan)
     if lesions is not None:
         from ..io import read_volume
@@ -129,6 +134,10 @@ def _known(source: Source, scan, lesions, options: DetectOptions) -> Timepoint |
         volume = source if isinstance(source, Volume) else read_volume(source, series_uid=options.series_uid)
         return from_labels(volume, lesions)
     return source if isinstance(source, Volume) else Path(source)
+
+
+def _name(source: Source) -> str:
+    return source.volume.name if isinstance(source, DetectionResult) else getattr(source, "name", str(source))
 
 
 def _check_comparable(prior: Timepoint, current: Timepoint, allow_different_settings: bool) -> list[str]:
