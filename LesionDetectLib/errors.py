@@ -39,6 +39,12 @@ class ModalityMismatchError(LesionDetectError):
     exit_code = 7
 
 
+class ComparisonError(LesionDetectError):
+    """Two scans cannot be compared: their alignment failed or their results were made with different settings."""
+
+    exit_code = 8
+
+
 class CancelledError(LesionDetectError):
     """The run was cancelled (Ctrl-C, SIGTERM, the Slicer Cancel button)."""
 

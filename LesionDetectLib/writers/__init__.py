@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SURFACE_FORMATS", "atomic_output", "check_writable", "output_paths", "staged_outputs", "write_all",
-    "write_points", "write_probability", "write_segmentation", "write_surfaces", "write_table_csv",
+    "write_points", "write_probability", "write_segmentation", "write_staged", "write_surfaces", "write_table_csv",
     "write_table_json",
 ]
 
@@ -44,7 +44,7 @@ def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
     }
 
 
-def _staged(staging: Staging, final: Path, write: Callable[[Path], object], folder: bool = False) -> None:
+def write_staged(staging: Staging, final: Path, write: Callable[[Path], object], folder: bool = False) -> None:
     """Run ``write`` on a staged temporary for ``final``; errors name ``final``, not the temporary."""
     temporary = staging.directory(final) if folder else staging.file(final)
     try:
@@ -69,16 +69,16 @@ def write_all(
     check_writable(out_dir)
     paths = output_paths(out_dir, stem)
     with staged_outputs(out_dir) as staging:
-        _staged(staging, paths["segmentation"], lambda path: write_segmentation(path, result))
-        _staged(staging, paths["points"], lambda path: write_points(path, result))
-        _staged(staging, paths["table_csv"], lambda path: write_table_csv(path, result.lesions))
-        _staged(staging, paths["table_json"], lambda path: write_table_json(path, result))
+        write_staged(staging, paths["segmentation"], lambda path: write_segmentation(path, result))
+        write_staged(staging, paths["points"], lambda path: write_points(path, result))
+        write_staged(staging, paths["table_csv"], lambda path: write_table_csv(path, result.lesions))
+        write_staged(staging, paths["table_json"], lambda path: write_table_json(path, result))
         if save_probability:
-            _staged(staging, paths["probability"], lambda path: write_probability(path, result))
+            write_staged(staging, paths["probability"], lambda path: write_probability(path, result))
         else:
             staging.remove(paths["probability"])
         if surface_format is not None:
-            _staged(staging, paths["surfaces"], lambda path: write_surfaces(path, result, surface_format), True)
+            write_staged(staging, paths["surfaces"], lambda path: write_surfaces(path, result, surface_format), True)
         else:
             staging.remove(paths["surfaces"])
     skipped = {"probability": not save_probability, "surfaces": surface_format is None}

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,33 +54,49 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def lesion_rows(lesions: Iterable[Lesion]) -> list[dict[str, Any]]:
-    """`Lesion.as_row` for each lesion (by id), as plain Python values in `TABLE_COLUMNS` order."""
+Extra = Mapping[int, Mapping[str, Any]]  # lesion id → more columns for its row (e.g. the follow-up change)
+
+
+def _extra_columns(extra: Extra | None) -> list[str]:
+    columns: dict[str, None] = {}
+    for values in (extra or {}).values():
+        columns.update(dict.fromkeys(values))
+    return list(columns)
+
+
+def lesion_rows(lesions: Iterable[Lesion], extra: Extra | None = None) -> list[dict[str, Any]]:
+    """`Lesion.as_row` for each lesion (by id), as plain Python values in `TABLE_COLUMNS` order.
+
+    ``extra`` columns follow, in the order first named (a lesion without them gets None).
+    """
+    columns = _extra_columns(extra)
     return [
         {column: _plain(row[column]) for column in TABLE_COLUMNS}
+        | {column: _plain((extra or {}).get(row["id"], {}).get(column)) for column in columns}
         for row in (lesion.as_row() for lesion in sorted(lesions, key=lambda lesion: lesion.id))
     ]
 
 
-def table_csv_text(lesions: Iterable[Lesion]) -> str:
+def table_csv_text(lesions: Iterable[Lesion], extra: Extra | None = None) -> str:
+    columns = [*TABLE_COLUMNS, *_extra_columns(extra)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(TABLE_COLUMNS)
-    for row in lesion_rows(lesions):
-        writer.writerow([_cell(row[column]) for column in TABLE_COLUMNS])
+    writer.writerow(columns)
+    for row in lesion_rows(lesions, extra):
+        writer.writerow([_cell(row[column]) for column in columns])
     return buffer.getvalue()
 
 
-def write_table_csv(path: str | Path, lesions: Iterable[Lesion]) -> Path:
-    """One row per lesion, header `TABLE_COLUMNS`."""
+def write_table_csv(path: str | Path, lesions: Iterable[Lesion], extra: Extra | None = None) -> Path:
+    """One row per lesion, header `TABLE_COLUMNS` (then the ``extra`` columns)."""
     path = Path(path)
-    text = table_csv_text(lesions)
+    text = table_csv_text(lesions, extra)
     with atomic_output(path) as temporary:
         temporary.write_text(text, encoding="utf-8", newline="")
     return path
 
 
-def table_document(result: DetectionResult) -> dict[str, Any]:
+def table_document(result: DetectionResult, extra: Extra | None = None) -> dict[str, Any]:
     volume = result.volume
     return _plain({
         "format": TABLE_FORMAT,
@@ -96,14 +112,14 @@ def table_document(result: DetectionResult) -> dict[str, Any]:
         "threshold": float(result.threshold),
         "settings": result.settings,
         "warnings": list(result.warnings),
-        "lesions": lesion_rows(result.lesions),
+        "lesions": lesion_rows(result.lesions, extra),
     })
 
 
-def write_table_json(path: str | Path, result: DetectionResult) -> Path:
+def write_table_json(path: str | Path, result: DetectionResult, extra: Extra | None = None) -> Path:
     """The lesion rows with the input geometry, model, threshold, settings and warnings (sorted keys)."""
     path = Path(path)
-    text = json.dumps(table_document(result), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+    text = json.dumps(table_document(result, extra), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
     with atomic_output(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return path
