@@ -98,9 +98,21 @@ def evaluate(args: argparse.Namespace, setting: str, lesion_type: str, rule: str
     predictions = args.out / "predictions" / setting
     if not predictions.exists():
         rethreshold(args.out, *args.grid[setting])
-    lesiondetect("evaluate", "--pred", str(predictions), "--ref", str(args.datalist), "--rule", rule,
+    lesiondetect("evaluate", "--pred", str(predictions), "--ref", str(args.reference), "--rule", rule,
                  "--filter", f"lesion_type={lesion_type}", "-o", str(report), "--threshold", "0")
     return json.loads((report / "summary.json").read_text())
+
+
+def validated_datalist(datalist: Path, out: Path) -> Path:
+    """The datalist's items that some fold validated (all of them, unless ``--only-folds`` ran a subset), with
+    absolute paths, as ``OUT/validated.json``: the reference of every evaluation."""
+    data = json.loads(datalist.read_text())
+    done = {folder.name for folder in (out / "probabilities").iterdir()}
+    items = [{**item, **{key: str((datalist.parent / item[key]).resolve()) for key in ("image", "label")}}
+             for item in data["training"] + data.get("validation", []) if item["case"] in done]
+    target = out / "validated.json"
+    target.write_text(json.dumps({**data, "training": items, "validation": [], "numTraining": len(items)}, indent=1))
+    return target
 
 
 def setting_name(threshold: float, min_volume_mm3: float, outline_threshold: float | None = None) -> str:
@@ -154,6 +166,8 @@ def main() -> None:
                         help="types of lesion-free cases: their false positives are reported, not optimised")
     parser.add_argument("--report", nargs="*", default=[], metavar="LESION_TYPE=RULE",
                         help="lesion types evaluated and reported that choose nothing")
+    parser.add_argument("--only-folds", nargs="+", type=int, metavar="F",
+                        help="train and validate only these folds (a partial cross-validation, reported as such)")
     parser.add_argument("--thresholds", nargs="+", type=float, default=THRESHOLDS, help="the grid's thresholds")
     parser.add_argument("--outline-thresholds", nargs="+", type=outline_value, default=OUTLINE_THRESHOLDS,
                         metavar="T|none", help="the grid's outline thresholds (none: at the threshold)")
@@ -168,8 +182,9 @@ def main() -> None:
     rules = dict(item.split("=", 1) for item in args.rules)
     lesion_free = dict(item.split("=", 1) for item in args.lesion_free)
     reported = dict(item.split("=", 1) for item in args.report)
-    for fold in range(args.folds):
+    for fold in args.only_folds or range(args.folds):
         run_fold(args.datalist, args.out, args.folds, fold, recipe_args)
+    args.reference = validated_datalist(args.datalist, args.out)
     grid: dict[str, dict] = {}
     for name, (threshold, min_volume, outline) in args.grid.items():
         scores, free, other = ({lesion_type: evaluate(args, name, lesion_type, rule)
@@ -180,7 +195,8 @@ def main() -> None:
     rule_text = "highest mean over the lesion types of (lesion-wise F1 + whole-case Dice) / 2"
     if args.max_lesion_free_fp is not None:
         rule_text += f", among settings with at most {args.max_lesion_free_fp:g} false positives per lesion-free case"
-    summary = {"selected": selected, "grid": grid, "selection": rule_text}
+    folds = sorted(args.only_folds or range(args.folds))
+    summary = {"selected": selected, "grid": grid, "selection": rule_text, "folds": args.folds, "folds_run": folds}
     (args.out / "cv_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     for name, entry in grid.items():
         print(f"{name}{' *' if name == selected else '  '} " + "  ".join(
