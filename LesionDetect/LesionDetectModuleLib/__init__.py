@@ -7,6 +7,7 @@
 - `parameters`: `DetectionOptions` (one object for the command line) and the module's parameter node;
 - `dependencies`: which Python packages the detection needs, and their installation;
 - `results`: the detection's files → segmentation, point list and table nodes next to the input;
+- `review`: the reader's review stored in those nodes (status, comment, origin), review order, export;
 - `logic`: `LesionDetectLogic`, the scriptable entry point;
 - `modelChoice`, `resultsView`: the panel's model list and results table;
 - `logicTests`, `testRunners`, `intensityModel`: the logic tests that run in pytest and in Slicer's self-test

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
-from . import dependencies, library, results
+from . import dependencies, library, results, review
 from .errors import DetectionCancelledError, DetectionError, DetectionFailedError, MissingDependenciesError
 from .parameters import DetectionOptions, LesionDetectParameterNode
 from .protocol import CANCELLED_EXIT_CODE, ProgressEvent, errorMessage, parseProgressLine
@@ -224,6 +224,55 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         nodes = results.loadResults(os.path.join(run.folder, "output"), INPUT_STEM, run.volumeNode,
                                     run.options.showIn3D)
         return RunOutcome(nodes=nodes, warnings=run.warnings)
+
+    @staticmethod
+    def resultsFor(volumeNode) -> DetectionNodes:
+        """The result nodes of ``volumeNode``; `DetectionError` if it has none."""
+        nodes = results.findResults(volumeNode)
+        if nodes is None:
+            name = volumeNode.GetName() if volumeNode is not None else "no volume"
+            raise DetectionError(f"There are no lesion detection results for '{name}'; detect lesions first.")
+        return nodes
+
+    def setLesionStatus(self, volumeNode, label: str, status: str) -> None:
+        """Mark lesion ``label`` (``L1``…) unreviewed, accepted or rejected; a rejected lesion's segment and point
+        are hidden (never deleted), and shown again when its status changes."""
+        review.setStatus(self.resultsFor(volumeNode), label, status)
+
+    def setLesionComment(self, volumeNode, label: str, comment: str) -> None:
+        review.setComment(self.resultsFor(volumeNode), label, comment)
+
+    def lesionReview(self, volumeNode, label: str) -> dict[str, str]:
+        """``{"status", "comment", "origin"}`` of lesion ``label``."""
+        return review.lesionReview(self.resultsFor(volumeNode).table, label)
+
+    def reviewOrder(self, volumeNode) -> list[str]:
+        """The lesions' labels, most confident first: the order next/previous steps through."""
+        return review.reviewOrder(self.resultsFor(volumeNode).table)
+
+    def stepLesion(self, volumeNode, currentLabel: str | None, step: int = 1) -> str | None:
+        """Go ``step`` lesions on from ``currentLabel`` in review order and centre the views there; its label."""
+        nodes = self.resultsFor(volumeNode)
+        label = review.stepLesion(nodes.table, currentLabel, step)
+        if label is not None:
+            self.jumpToLesion(nodes.points, label)
+        return label
+
+    def reviewSummary(self, volumeNode) -> dict:
+        """Counts and total volumes by status (``LesionDetectLib.review.review_summary``)."""
+        return review.summary(self.resultsFor(volumeNode).table)
+
+    def exportReviewedSet(self, volumeNode, folder: str, stem: str | None = None) -> dict[str, str]:
+        """Write the reviewed lesions of ``volumeNode`` into ``folder`` as ``<stem>.seg.nrrd``, ``.mrk.json``,
+        ``.lesions.csv``/``.json`` (with each lesion's status, comment and origin) and ``.review.txt`` (the
+        summary), all or none; ``stem`` defaults to the volume's name. Returns the paths by kind."""
+        from LesionDetectLib.errors import OutputError
+
+        nodes = self.resultsFor(volumeNode)
+        try:
+            return review.exportReviewedSet(nodes, folder, stem or review.fileStem(volumeNode.GetName()))
+        except (OutputError, OSError) as error:
+            raise DetectionError(f"The reviewed lesions were not exported: {error}") from error
 
     @staticmethod
     def jumpToLesion(pointsNode, label: str) -> None:

@@ -25,6 +25,8 @@ from typing import NamedTuple
 import slicer
 import vtk
 
+from LesionDetectLib.review import REVIEW_COLUMNS, review_columns, reviewed_rows
+
 from .errors import ResultsError
 
 INPUT_VOLUME_ATTRIBUTE = "LesionDetect.InputVolumeID"
@@ -64,10 +66,11 @@ def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False
     created = []
     try:
         columns, rows = readLesionTable(paths["table"])
+        rows, columns = reviewed_rows(rows, columns), review_columns(columns)  # unreviewed unless the file says
         checkLabelMapReadable(paths["segmentation"])
         segmentation = _loadOne(paths["segmentation"], "SegmentationFile", created)
         points = _loadOne(paths["points"], "MarkupsFile", created)
-        created.append(tableNodeFromRows(columns, rows))
+        created.append(tableNodeFromRows(columns, rows, textColumns=REVIEW_COLUMNS))
         nodes = DetectionNodes(segmentation, points, created[-1])
         checkAgreement(nodes, rows)
     except Exception as error:
@@ -78,6 +81,9 @@ def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False
     _adopt(nodes, volumeNode)
     nodes.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
     setShowIn3D(nodes.segmentation, showIn3D)
+    from .review import showReview  # here: `review` builds on this module
+
+    showReview(nodes)
     return nodes
 
 
@@ -184,12 +190,13 @@ def setShowIn3D(segmentationNode, show: bool) -> None:
         displayNode.SetVisibility3D(show)
 
 
-def tableNodeFromRows(columnNames: list[str], rows: list[dict[str, str]]):
-    """A read-only table node with typed columns (integers, reals, text) in the CSV's column order."""
+def tableNodeFromRows(columnNames: list[str], rows: list[dict[str, str]], textColumns=()):
+    """A read-only table node with typed columns (integers, reals, text; ``textColumns`` always text) in the CSV's
+    column order."""
     tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
     for name in columnNames:
         values = [row[name] for row in rows]
-        kind = _columnKind(values)
+        kind = "text" if name in textColumns else _columnKind(values)
         array = {"int": vtk.vtkIntArray, "float": vtk.vtkDoubleArray, "text": vtk.vtkStringArray}[kind]()
         array.SetName(name)
         for value in values:
