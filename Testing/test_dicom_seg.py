@@ -6,16 +6,16 @@ series (files named out of slice order) and on the real CT series with an insert
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, needs_shared_data
+import SimpleITK as sitk
+from conftest import SHARED_DATA, needs_shared_data, write_threshold_bundle
 
 highdicom = pytest.importorskip("highdicom", reason="the DICOM SEG writer needs highdicom (pip install highdicom)")
 pydicom = pytest.importorskip("pydicom")
 
+from LesionDetectLib import cli  # noqa: E402
 from LesionDetectLib.io import read_volume  # noqa: E402
 from LesionDetectLib.lesions import from_probability  # noqa: E402
 from LesionDetectLib.result import DetectionResult  # noqa: E402
@@ -222,13 +222,31 @@ def test_real_ct_series_with_an_inserted_lesion(tmp_path):
     check_segmentation(path, folder, result)
 
 
-def test_cli_writes_the_seg_for_a_dicom_input_and_says_when_there_is_none(oblique, tmp_path, isolated_models):
-    """``detect --dicom-seg`` with a threshold model: a SEG beside the other outputs; none for a lesion-free
-    series, said in one line."""
+def test_cli_writes_the_seg_for_a_dicom_input_and_says_when_there_is_none(oblique, tmp_path, isolated_models,
+                                                                          capsys):
+    """``detect --dicom-seg`` with a threshold model: a SEG beside the other outputs; for a lesion-free series
+    none (an earlier one removed), said in one line; for an image file none either, also said."""
     folder, _ = oblique
-    done = subprocess.run([sys.executable, "-m", "LesionDetectLib", "detect", str(folder), "-o", str(tmp_path / "out"),
-                           "--model", isolated_models, "--device", "cpu", "--dicom-seg", "--quiet"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    seg = pydicom.dcmread(tmp_path / "out" / "oblique.seg.dcm")
-    assert seg.Modality == "SEG" and len(seg.SegmentSequence) >= 1
+    bundle = write_threshold_bundle(tmp_path / "bundle")
+    out = tmp_path / "out"
+    arguments = ["--model", str(bundle), "--device", "cpu", "--dicom-seg", "--progress", "none"]
+    assert cli.main(["detect", str(folder), "-o", str(out), *arguments]) == 0
+    seg = pydicom.dcmread(out / "oblique.seg.dcm")
+    with open(out / "oblique.lesions.csv", encoding="utf-8") as file:
+        assert len(seg.SegmentSequence) == len(file.read().splitlines()) - 1 == 2
+    capsys.readouterr()
+
+    normal = np.full((4, 16, 16), -900, np.int16)
+    normal[:, 3:13, 3:13] = 40  # soft tissue only
+    blank = write_oblique_series(tmp_path / "blank" / "oblique", normal, np.eye(3), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    assert cli.main(["detect", str(blank), "-o", str(out), *arguments, "--quiet"]) == 0
+    assert not (out / "oblique.seg.dcm").exists()
+    assert capsys.readouterr().err.splitlines() == [
+        f"lesiondetect: warning: {blank}: no lesions, so no DICOM SEG was written (a DICOM Segmentation needs at "
+        "least one segment)"]
+
+    image = tmp_path / "image.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(normal), str(image))
+    assert cli.main(["detect", str(image), "-o", str(out), *arguments, "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"lesiondetect: warning: {image}: the input is not a DICOM series, so no DICOM SEG was written"]

@@ -180,3 +180,17 @@ def write_dicom_seg(path: str | Path, result: DetectionResult, source_folder: st
     with atomic_output(path) as temporary:
         segmentation.save_as(temporary)
     return path
+
+
+def write_case_dicom_seg(source: str | Path, path: str | Path, result: DetectionResult,
+                         series_uid: str | None = None) -> str | None:
+    """``detect --dicom-seg`` for one case: the SEG of every lesion at ``path`` when ``source`` is a DICOM series
+    folder; else (no series, no lesion) no SEG, an earlier one at ``path`` removed, and the one-line reason."""
+    path = Path(path)
+    written = write_dicom_seg(path, result, source, series_uid) if Path(source).is_dir() and result.lesions else None
+    if written is not None:
+        return None
+    path.unlink(missing_ok=True)
+    if not Path(source).is_dir():
+        return "the input is not a DICOM series, so no DICOM SEG was written"
+    return "no lesions, so no DICOM SEG was written (a DICOM Segmentation needs at least one segment)"
