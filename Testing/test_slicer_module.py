@@ -149,6 +149,52 @@ def test_panel_runs_fills_the_table_jumps_shows_3d_and_cancels(slicer, panel):
     assert temporaryLeftovers(slicer) == []
 
 
+def test_panel_review_steps_comments_accepts_rejects_and_exports(slicer, panel, tmp_path):
+    from qt_standin import press
+
+    volume, _, _, _, world = logicTestCase().makeVolume()
+    ui = panel.ui
+    ui.inputVolumeSelector.setCurrentNode(volume)
+    ui.applyButton.click()
+    waitUntilIdle(slicer, panel.logic)
+    assert ui.nextLesionButton.enabled and not ui.acceptLesionButton.enabled and not ui.commentLineEdit.enabled
+    assert ui.reviewSummaryLabel.text.startswith("2 lesion(s): 0 accepted, 0 rejected, 2 unreviewed")
+    red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
+
+    def centred_on(n):
+        np.testing.assert_allclose([red.GetSliceToRAS().GetElement(r, 3) for r in range(3)], world[n], atol=1e-3)
+
+    press(panel.parent, "N")  # equal confidence: table order
+    assert panel.review.currentLabel == "L1" and ui.resultsTable.currentRow() == 0
+    centred_on(0)
+    ui.commentLineEdit.text = "calcified"
+    ui.commentLineEdit.finishEditing()
+    press(panel.parent, "A")  # accept, then on to the next
+    assert panel.review.currentLabel == "L2" and ui.commentLineEdit.text == ""
+    centred_on(1)
+    press(panel.parent, "R")
+    nodes = panel.results.nodes
+    assert not nodes.segmentation.GetDisplayNode().GetSegmentVisibility("Lesion_2")
+    assert not nodes.points.GetNthControlPointVisibility(1)
+    assert [ui.resultsTable.item(n, 4).text() for n in range(2)] == ["accepted", "rejected"]
+    assert panel.review.currentLabel == "L1" and ui.commentLineEdit.text == "calcified"  # wrapped round
+    press(panel.parent, "P")
+    assert panel.review.currentLabel == "L2"
+    assert ui.reviewSummaryLabel.text.startswith("2 lesion(s): 1 accepted, 1 rejected, 0 unreviewed")
+    ui.resultsTable.emit("cellClicked", 0, 3)
+    assert panel.review.currentLabel == "L1"
+    centred_on(0)
+
+    ui.exportDirectoryButton.directory = str(tmp_path / "export")
+    ui.exportReviewButton.click()
+    assert sorted(path.name for path in (tmp_path / "export").iterdir()) == [
+        f"Patient_MR{suffix}" for suffix in (".lesions.csv", ".lesions.json", ".mrk.json", ".review.txt", ".seg.nrrd")]
+    assert ui.statusLabel.text == f"Reviewed set exported to {tmp_path / 'export'}."
+    panel.review.removeShortcuts()
+    press(panel.parent, "N")
+    assert panel.review.currentLabel == "L1"  # the shortcuts are gone
+
+
 def test_panel_shows_the_failure_and_the_warnings(slicer, panel, caplog):
     volume, *_ = logicTestCase().makeVolume()
     panel.ui.inputVolumeSelector.setCurrentNode(volume)

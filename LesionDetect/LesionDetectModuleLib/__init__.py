@@ -9,7 +9,7 @@
 - `results`: the detection's files → segmentation, point list and table nodes next to the input;
 - `review`: the reader's review stored in those nodes (status, comment, origin), review order, export;
 - `logic`: `LesionDetectLogic`, the scriptable entry point;
-- `modelChoice`, `resultsView`: the panel's model list and results table;
+- `modelChoice`, `resultsView`, `reviewPanel`: the panel's model list, results table and review controls;
 - `logicTests`, `testRunners`, `intensityModel`: the logic tests that run in pytest and in Slicer's self-test
   alike, the runner they use and the stand-in model it runs.
 

@@ -269,6 +269,8 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         from LesionDetectLib.errors import OutputError
 
         nodes = self.resultsFor(volumeNode)
+        if not folder:
+            raise DetectionError("Choose the folder to export the reviewed lesions to.")
         try:
             return review.exportReviewedSet(nodes, folder, stem or review.fileStem(volumeNode.GetName()))
         except (OutputError, OSError) as error:
