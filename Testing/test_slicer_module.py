@@ -269,6 +269,23 @@ def test_readme_console_example_runs_as_written(slicer, panel, capsys):
     assert command[command.index("--model") + 1] == "brain-mri-lesions"
 
 
+def readme_review_example() -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## In 3D Slicer"):]
+    return re.search(r"\*\*Review from Python\*\* \(after the run above\):\s+```python\n(.*?)```", section,
+                     re.DOTALL).group(1)
+
+
+def test_readme_review_example_runs_as_written(slicer, panel, capsys):
+    logicTestCase().makeVolume(name="MSFLAIR")
+    namespace = {"slicer": slicer}
+    exec(compile(readme_console_example(), "README.md", "exec"), namespace)
+    exec(compile(readme_review_example(), "README.md", "exec"), namespace)
+    assert capsys.readouterr().out.splitlines()[-1] == "{'unreviewed': 0, 'accepted': 1, 'rejected': 1}"
+    assert all(os.path.isfile(path) for path in namespace["paths"].values())
+    assert namespace["logic"].lesionReview(namespace["volumeNode"], "L1")["comment"] == "enhancing rim"
+
+
 #
 # Dependencies
 #
