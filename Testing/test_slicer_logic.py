@@ -25,6 +25,7 @@ def logicTestNames() -> list[str]:
         "test_next_and_previous_step_by_confidence_and_centre_the_views",
         "test_export_of_the_reviewed_set_carries_status_comment_origin_and_reloads",
         "test_a_failed_export_writes_nothing",
+        "test_a_missed_lesion_is_added_at_a_point_and_nothing_on_normal_tissue",
     ]
 
 

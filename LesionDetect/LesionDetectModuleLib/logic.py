@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
-from . import dependencies, library, results, review
+from . import addedLesion, dependencies, library, results, review
 from .errors import DetectionCancelledError, DetectionError, DetectionFailedError, MissingDependenciesError
 from .parameters import DetectionOptions, LesionDetectParameterNode
 from .protocol import CANCELLED_EXIT_CODE, ProgressEvent, errorMessage, parseProgressLine
@@ -35,12 +36,14 @@ VOLUME_FILE_FORMAT = "NRRD (.nrrd)"
 
 @dataclass
 class RunOutcome:
-    """How a run ended: result nodes (with the detection's warnings), an error message, or cancelled."""
+    """How a run ended: result nodes (with the detection's warnings), an error message, or cancelled; for
+    `addLesionAt`, the added lesion's label (None: nothing lesion-like there)."""
 
     nodes: DetectionNodes | None = None
     error: str | None = None
     cancelled: bool = False
     warnings: list[str] = field(default_factory=list)
+    addedLabel: str | None = None
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -53,7 +56,7 @@ class _Run:
 
     volumeNode: object
     folder: str
-    options: DetectionOptions
+    load: Callable[[str], RunOutcome]  # output folder → the outcome of a successful run
     progressCallback: ProgressCallback | None
     completionCallback: CompletionCallback | None
     cancelRequested: bool = False
@@ -134,6 +137,49 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         when the run ends; otherwise failures raise `DetectionFailedError` / `DetectionCancelledError`.
         """
         options = dataclasses.replace(options or DetectionOptions(), **optionValues)
+
+        def load(outputFolder: str) -> RunOutcome:
+            return RunOutcome(nodes=results.loadResults(outputFolder, INPUT_STEM, volumeNode, options.showIn3D))
+
+        run = self._start(volumeNode, lambda inputPath, outputFolder: self.detectCommand(
+            inputPath, outputFolder, options), load, progressCallback, completionCallback)
+        if not waitForCompletion:
+            return None
+        return self._wait(run).nodes
+
+    def addLesionAt(self, volumeNode, rasPoint, options: DetectionOptions | None = None, *,
+                    waitForCompletion: bool = True, progressCallback: ProgressCallback | None = None,
+                    completionCallback: CompletionCallback | None = None, **optionValues) -> str | None:
+        """Add the lesion the reader points at: ``rasPoint`` (world RAS, e.g. a placed point or the crosshair) →
+        the model on a local window around it, in the detection process (``lesiondetect add-lesion``) → a new
+        lesion of ``volumeNode``'s results (segment, point, table row), accepted, origin "reader". Returns its label,
+        or None when nothing lesion-like is there (then nothing is added). ``options`` as for `process`."""
+        options = dataclasses.replace(options or DetectionOptions(), **optionValues)
+        nodes = self.resultsFor(volumeNode)
+        localPoint = self.localPoint(volumeNode, rasPoint)
+
+        def load(outputFolder: str) -> RunOutcome:
+            return RunOutcome(nodes=nodes, addedLabel=addedLesion.addFromFiles(outputFolder, INPUT_STEM, nodes))
+
+        run = self._start(volumeNode, lambda inputPath, outputFolder: [
+            library.pythonExecutable(self.pythonExecutable), "-m", library.LIBRARY, "add-lesion", inputPath,
+            "--at", *(repr(float(value)) for value in localPoint), "-o", outputFolder, "--progress", "jsonl",
+            "--quiet", *options.commandArguments()], load, progressCallback, completionCallback)
+        if not waitForCompletion:
+            return None
+        return self._wait(run).addedLabel
+
+    @staticmethod
+    def localPoint(volumeNode, rasPoint) -> list[float]:
+        """``rasPoint`` (world) in the volume's own RAS, without its parent transforms (the files' coordinates)."""
+        toLocal = vtk.vtkGeneralTransform()
+        slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, volumeNode.GetParentTransformNode(), toLocal)
+        return list(toLocal.TransformPoint([float(value) for value in rasPoint]))
+
+    def _start(self, volumeNode, commandFor: Callable[[str, str], list[str]], load: Callable[[str], RunOutcome],
+               progressCallback: ProgressCallback | None, completionCallback: CompletionCallback | None) -> _Run:
+        """Check, write the input and start ``commandFor(inputPath, outputFolder)``; ``load(outputFolder)`` makes
+        the outcome when it succeeds."""
         if self.isRunning:
             raise DetectionError("A lesion detection is already running; wait for it to finish or cancel it.")
         self.checkInputVolume(volumeNode)
@@ -144,10 +190,10 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
                 "'Detect lesions' to install them, or call LesionDetectLogic().installDependencies()."
             )
         folder = tempfile.mkdtemp(prefix="LesionDetect-", dir=slicer.app.temporaryPath)
-        run = _Run(volumeNode, folder, options, progressCallback, completionCallback)
+        run = _Run(volumeNode, folder, load, progressCallback, completionCallback)
         try:
             run.report(ProgressEvent("read", 0.0, "writing the volume for the detection process"))
-            command = self.detectCommand(self.writeInput(volumeNode, folder), os.path.join(folder, "output"), options)
+            command = commandFor(self.writeInput(volumeNode, folder), os.path.join(folder, "output"))
             environment = library.processEnvironment()
             self._run = run
             self.processRunner.start(command, environment, self._onStdoutLine, self._onStderrLine, self._onFinished)
@@ -155,14 +201,16 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
             self._run = None
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        if not waitForCompletion:
-            return None
+        return run
+
+    def _wait(self, run: _Run) -> RunOutcome:
+        """Wait for ``run`` to end; its outcome, or `DetectionFailedError` / `DetectionCancelledError`."""
         self.processRunner.wait()
         if run.outcome.cancelled:
             raise DetectionCancelledError("Lesion detection was cancelled.")
         if run.outcome.error:
             raise DetectionFailedError(run.outcome.error)
-        return run.outcome.nodes
+        return run.outcome
 
     @staticmethod
     def writeInput(volumeNode, folder: str) -> str:
@@ -221,9 +269,9 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         if run.volumeNode.GetScene() is None:
             return RunOutcome(error="The input volume was removed from the scene during the detection.")
         run.report(ProgressEvent("load", 1.0, "creating segmentation, points and table"))
-        nodes = results.loadResults(os.path.join(run.folder, "output"), INPUT_STEM, run.volumeNode,
-                                    run.options.showIn3D)
-        return RunOutcome(nodes=nodes, warnings=run.warnings)
+        outcome = run.load(os.path.join(run.folder, "output"))
+        outcome.warnings = run.warnings
+        return outcome
 
     @staticmethod
     def resultsFor(volumeNode) -> DetectionNodes:

@@ -19,6 +19,7 @@ import unittest
 import numpy as np
 import slicer
 import vtk
+import vtk.util.numpy_support
 
 from .errors import DetectionError, DetectionFailedError
 from .logic import LesionDetectLogic
@@ -328,6 +329,45 @@ class LesionDetectLogicTest(unittest.TestCase):
         finally:
             slicer.util.exportNode = original
         self.assertEqual(os.listdir(folder), [])
+
+    def test_a_missed_lesion_is_added_at_a_point_and_nothing_on_normal_tissue(self):
+        volume, ijkToRas, _, local, world = self.makeVolume()
+        toWorld = vtk.vtkGeneralTransform()
+        slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(volume.GetParentTransformNode(), None, toWorld)
+        normalTissue = toWorld.TransformPoint((ijkToRas @ np.array([27.0, 19.0, 16.0, 1.0]))[:3])  # far from both
+        k, j, i = np.mgrid[0:20, 0:24, 0:32]
+        ci, cj, ck, radius = SPHERES[1]
+        voxels = slicer.util.arrayFromVolume(volume)
+        voxels[(i - ci) ** 2 + (j - cj) ** 2 + (k - ck) ** 2 <= radius**2] = 240  # too faint for the detection
+        slicer.util.arrayFromVolumeModified(volume)
+        logic = self.makeLogic()
+        seg, points, table = logic.process(volume)
+        self.assertEqual(table.GetNumberOfRows(), 1)
+        before = sceneSnapshot()
+        self.assertIsNone(logic.addLesionAt(volume, normalTissue))
+        self.assertEqual(sceneSnapshot(), before)
+        self.assertEqual(logic.processRunner.commands[-1][3], "add-lesion")
+
+        self.assertEqual(logic.addLesionAt(volume, world[1] + 0.8), "L2")  # a click near the faint lesion
+        segmentation = seg.GetSegmentation()
+        self.assertEqual([segmentation.GetNthSegment(n).GetName() for n in range(2)], ["Lesion 1", "Lesion 2"])
+        self.assertEqual(points.GetNthControlPointLabel(1), "L2")
+        np.testing.assert_allclose(points.GetNthControlPointPositionWorld(1), world[1], atol=1e-3)
+        np.testing.assert_allclose(points.GetNthControlPointPosition(1), local[1], atol=1e-3)
+        rows = lesionRows(table)
+        self.assertEqual([(row["label"], row["status"], row["origin"]) for row in rows],
+                         [("L1", "unreviewed", "model"), ("L2", "accepted", "reader")])
+        expectedVoxels = int(((i - ci) ** 2 + (j - cj) ** 2 + (k - ck) ** 2 <= radius**2).sum())
+        self.assertEqual(rows[1]["voxel_count"], expectedVoxels)
+        segment = segmentation.GetSegment("Lesion_2")
+        labelmap = segment.GetRepresentation("Binary labelmap")
+        imageToWorld = vtk.vtkMatrix4x4()
+        labelmap.GetImageToWorldMatrix(imageToWorld)
+        np.testing.assert_allclose(matrixArray(imageToWorld), ijkToRas, atol=1e-5)  # on the input's grid
+        values = vtk.util.numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
+        self.assertEqual(int(np.count_nonzero(values == segment.GetLabelValue())), expectedVoxels)
+        self.assertTrue(seg.GetDisplayNode().GetSegmentVisibility("Lesion_2"))
+        self.assertEqual(logic.reviewSummary(volume)["added_by_reader"], 1)
 
 
 def shownLesions(segmentationNode, pointsNode) -> tuple[dict[str, bool], list[bool]]:

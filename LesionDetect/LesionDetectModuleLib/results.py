@@ -68,8 +68,8 @@ def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False
         columns, rows = readLesionTable(paths["table"])
         rows, columns = reviewed_rows(rows, columns), review_columns(columns)  # unreviewed unless the file says
         checkLabelMapReadable(paths["segmentation"])
-        segmentation = _loadOne(paths["segmentation"], "SegmentationFile", created)
-        points = _loadOne(paths["points"], "MarkupsFile", created)
+        segmentation = loadOne(paths["segmentation"], "SegmentationFile", created)
+        points = loadOne(paths["points"], "MarkupsFile", created)
         created.append(tableNodeFromRows(columns, rows, textColumns=REVIEW_COLUMNS))
         nodes = DetectionNodes(segmentation, points, created[-1])
         checkAgreement(nodes, rows)
@@ -87,7 +87,7 @@ def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False
     return nodes
 
 
-def _loadOne(path: str, fileType: str, created: list):
+def loadOne(path: str, fileType: str, created: list):
     """Read ``path`` with Slicer's reader for ``fileType``; every node it made goes into ``created``."""
     loaded = list(slicer.util.loadNodesFromFile(path, fileType))
     created.extend(loaded)
