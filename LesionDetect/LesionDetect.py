@@ -110,7 +110,8 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = LesionDetectLogic()
         self.models = ModelChoice(self.ui.modelComboBox, self.ui.modelDescriptionLabel, self.logic.availableModels)
         self.results = ResultsView(self.ui.resultsTable)
-        self.review = ReviewPanel(self.ui, self.logic, self.results, self.parent)
+        self.review = ReviewPanel(self.ui, self.logic, self.results, self.parent,
+                                  lambda: self._parameterNode.detectionOptions())
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -125,7 +126,7 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.logic.cancel()
-        self.review.removeShortcuts()
+        self.review.cleanup()
         self.removeObservers()
 
     def enter(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import vtk
 from qt_standin import qt
 
 pytest_plugins = ("real_slicer",)  # the `slicer` and `lesionDetect` fixtures
@@ -193,6 +194,29 @@ def test_panel_review_steps_comments_accepts_rejects_and_exports(slicer, panel, 
     panel.review.removeShortcuts()
     press(panel.parent, "N")
     assert panel.review.currentLabel == "L1"  # the shortcuts are gone
+
+
+def test_panel_adds_a_missed_lesion_at_a_placed_point_or_says_there_is_none(slicer, panel):
+    volume, _, _, world, normalTissue, _ = logicTestCase().makeVolumeWithAMissedLesion()
+    ui = panel.ui
+    ui.inputVolumeSelector.setCurrentNode(volume)
+    ui.applyButton.click()
+    waitUntilIdle(slicer, panel.logic)
+    assert ui.resultsTable.rowCount() == 1 and ui.addLesionButton.enabled
+    interaction = slicer.mrmlScene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+
+    for point, rows, status in ((world[1], 2, "Added lesion L2 (accepted, added by the reader)."),
+                                (normalTissue, 2, "Nothing lesion-like at that point; no lesion was added.")):
+        ui.addLesionButton.click()
+        placed = panel.review.placedPoints
+        assert interaction.GetCurrentInteractionMode() == interaction.Place and ui.statusLabel.text.startswith("Click")
+        placed.AddControlPoint(vtk.vtkVector3d(*point), "")  # the reader's click in a slice view
+        assert panel.logic.isRunning and not ui.addLesionButton.enabled
+        waitUntilIdle(slicer, panel.logic)
+        assert ui.statusLabel.text == status and ui.resultsTable.rowCount() == rows
+        assert placed.GetScene() is None and panel.review.placedPoints is None
+    assert [ui.resultsTable.item(1, column).text() for column in (0, 4)] == ["L2", "accepted"]
+    assert panel.logic.processRunner.commands[-1][3] == "add-lesion"
 
 
 def test_panel_shows_the_failure_and_the_warnings(slicer, panel, caplog):

@@ -330,16 +330,22 @@ class LesionDetectLogicTest(unittest.TestCase):
             slicer.util.exportNode = original
         self.assertEqual(os.listdir(folder), [])
 
-    def test_a_missed_lesion_is_added_at_a_point_and_nothing_on_normal_tissue(self):
+    def makeVolumeWithAMissedLesion(self):
+        """`makeVolume` with the second lesion too faint for the detection; also the world position of normal
+        tissue far from both lesions and the second lesion's voxel count."""
         volume, ijkToRas, _, local, world = self.makeVolume()
         toWorld = vtk.vtkGeneralTransform()
         slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(volume.GetParentTransformNode(), None, toWorld)
-        normalTissue = toWorld.TransformPoint((ijkToRas @ np.array([27.0, 19.0, 16.0, 1.0]))[:3])  # far from both
+        normalTissue = toWorld.TransformPoint((ijkToRas @ np.array([27.0, 19.0, 16.0, 1.0]))[:3])
         k, j, i = np.mgrid[0:20, 0:24, 0:32]
         ci, cj, ck, radius = SPHERES[1]
-        voxels = slicer.util.arrayFromVolume(volume)
-        voxels[(i - ci) ** 2 + (j - cj) ** 2 + (k - ck) ** 2 <= radius**2] = 240  # too faint for the detection
+        inside = (i - ci) ** 2 + (j - cj) ** 2 + (k - ck) ** 2 <= radius**2
+        slicer.util.arrayFromVolume(volume)[inside] = 240
         slicer.util.arrayFromVolumeModified(volume)
+        return volume, ijkToRas, local, world, normalTissue, int(inside.sum())
+
+    def test_a_missed_lesion_is_added_at_a_point_and_nothing_on_normal_tissue(self):
+        volume, ijkToRas, local, world, normalTissue, expectedVoxels = self.makeVolumeWithAMissedLesion()
         logic = self.makeLogic()
         seg, points, table = logic.process(volume)
         self.assertEqual(table.GetNumberOfRows(), 1)
@@ -357,7 +363,6 @@ class LesionDetectLogicTest(unittest.TestCase):
         rows = lesionRows(table)
         self.assertEqual([(row["label"], row["status"], row["origin"]) for row in rows],
                          [("L1", "unreviewed", "model"), ("L2", "accepted", "reader")])
-        expectedVoxels = int(((i - ci) ** 2 + (j - cj) ** 2 + (k - ck) ** 2 <= radius**2).sum())
         self.assertEqual(rows[1]["voxel_count"], expectedVoxels)
         segment = segmentation.GetSegment("Lesion_2")
         labelmap = segment.GetRepresentation("Binary labelmap")

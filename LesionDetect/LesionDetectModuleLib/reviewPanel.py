@@ -1,6 +1,7 @@
 """The panel's review controls: previous / next (in order of confidence, centring the views), accept / reject,
-the comment of the current lesion, the review summary and the export of the reviewed set; keyboard shortcuts
-N, P, A, R while the focus is in the module panel (so they never take a key from the views or other modules)."""
+the comment of the current lesion, adding a missed lesion by placing a point on it, the review summary and the
+export of the reviewed set; keyboard shortcuts N, P, A, R while the focus is in the module panel (so they never
+take a key from the views or other modules)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ SHORTCUT_KEYS = {"N": "next", "P": "previous", "A": "accept", "R": "reject"}
 class ReviewPanel:
     """Wires ``ui``'s review widgets to ``logic`` for the lesions ``resultsView`` shows."""
 
-    def __init__(self, ui, logic, resultsView: ResultsView, shortcutParent) -> None:
-        self.ui, self.logic, self.results = ui, logic, resultsView
+    def __init__(self, ui, logic, resultsView: ResultsView, shortcutParent, detectionOptions) -> None:
+        """``detectionOptions()`` gives the panel's current `DetectionOptions` (model, device…)."""
+        self.ui, self.logic, self.results, self.detectionOptions = ui, logic, resultsView, detectionOptions
         self.currentLabel: str | None = None
+        self.placedPoints = None  # the point list the reader places a missed lesion's point in
         actions = {"next": lambda: self.step(1), "previous": lambda: self.step(-1),
                    "accept": lambda: self.setStatus(ACCEPTED), "reject": lambda: self.setStatus(REJECTED)}
         for action, button in (("previous", ui.previousLesionButton), ("next", ui.nextLesionButton),
@@ -28,6 +31,7 @@ class ReviewPanel:
             button.connect("clicked(bool)", actions[action])
         ui.commentLineEdit.connect("editingFinished()", self.onCommentEdited)
         ui.exportReviewButton.connect("clicked(bool)", self.onExport)
+        ui.addLesionButton.connect("clicked(bool)", self.startAddingLesion)
         self.shortcuts = []
         for key, action in SHORTCUT_KEYS.items():
             shortcut = qt.QShortcut(shortcutParent)
@@ -35,6 +39,11 @@ class ReviewPanel:
             shortcut.setContext(qt.Qt.WidgetWithChildrenShortcut)
             shortcut.connect("activated()", actions[action])
             self.shortcuts.append(shortcut)
+
+    def cleanup(self) -> None:
+        """Before the panel goes: shortcuts and a pending point list removed."""
+        self.removePlacedPoints()
+        self.removeShortcuts()
 
     def removeShortcuts(self) -> None:
         for shortcut in self.shortcuts:
@@ -57,6 +66,7 @@ class ReviewPanel:
         for widget in (self.ui.acceptLesionButton, self.ui.rejectLesionButton, self.ui.commentLineEdit):
             widget.enabled = self.currentLabel is not None
         self.ui.exportReviewButton.enabled = nodes is not None
+        self.ui.addLesionButton.enabled = nodes is not None and not self.logic.isRunning
         self.ui.commentLineEdit.text = (self.logic.lesionReview(self.volumeNode(), self.currentLabel)["comment"]
                                         if self.currentLabel else "")
         self.ui.reviewSummaryLabel.text = summary_text(self.logic.reviewSummary(self.volumeNode())) if nodes else ""
@@ -84,6 +94,50 @@ class ReviewPanel:
     def onCommentEdited(self) -> None:
         if self.currentLabel is not None:
             self.logic.setLesionComment(self.volumeNode(), self.currentLabel, self.ui.commentLineEdit.text)
+
+    def startAddingLesion(self) -> None:
+        """Let the reader place one point (Slicer's place mode); `onPointPlaced` takes it from there."""
+        self.removePlacedPoints()
+        self.placedPoints = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "missed lesion")
+        self.placedPoints.SetSaveWithScene(False)
+        self.placedPoints.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPlaced)
+        markupsLogic = slicer.modules.markups.logic()
+        markupsLogic.SetActiveList(self.placedPoints)
+        markupsLogic.StartPlaceMode(False)
+        self.ui.statusLabel.text = "Click on the missed lesion in a slice view."
+
+    def onPointPlaced(self, caller, event) -> None:
+        """The placed point → `addLesionAt` in the detection process (the point list goes when the run ends)."""
+        point = list(caller.GetNthControlPointPositionWorld(caller.GetNumberOfControlPoints() - 1))
+        self.ui.addLesionButton.enabled = False
+        self.ui.statusLabel.text = "Outlining the lesion at the point…"
+        with slicer.util.tryWithErrorDisplay("The lesion could not be added.", waitCursor=False):
+            try:
+                self.logic.addLesionAt(self.volumeNode(), point, self.detectionOptions(), waitForCompletion=False,
+                                       completionCallback=self.onLesionAdded)
+            except Exception:
+                self.onLesionAdded(None)
+                raise
+
+    def onLesionAdded(self, outcome) -> None:
+        self.removePlacedPoints()
+        self.refresh()
+        if outcome is None or outcome.cancelled:
+            self.ui.statusLabel.text = "No lesion was added."
+        elif outcome.error:
+            self.ui.statusLabel.text = "Adding the lesion failed."
+            slicer.util.errorDisplay(f"Adding the lesion failed:\n\n{outcome.error}", windowTitle="LesionDetect")
+        elif outcome.addedLabel is None:
+            self.ui.statusLabel.text = "Nothing lesion-like at that point; no lesion was added."
+        else:
+            self.results.show(outcome.nodes)
+            self.select(outcome.addedLabel)
+            self.ui.statusLabel.text = f"Added lesion {outcome.addedLabel} (accepted, added by the reader)."
+
+    def removePlacedPoints(self) -> None:
+        if self.placedPoints is not None and self.placedPoints.GetScene() is not None:
+            slicer.mrmlScene.RemoveNode(self.placedPoints)
+        self.placedPoints = None
 
     def onExport(self) -> None:
         folder = self.ui.exportDirectoryButton.directory
