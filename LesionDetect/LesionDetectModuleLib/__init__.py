@@ -8,6 +8,7 @@
 - `dependencies`: which Python packages the detection needs, and their installation;
 - `results`: the detection's files → segmentation, point list and table nodes next to the input;
 - `review`: the reader's review stored in those nodes (status, comment, origin), review order, export;
+- `addedLesion`: a lesion the reader added at a point, merged into those nodes;
 - `logic`: `LesionDetectLogic`, the scriptable entry point;
 - `modelChoice`, `resultsView`, `reviewPanel`: the panel's model list, results table and review controls;
 - `logicTests`, `testRunners`, `intensityModel`: the logic tests that run in pytest and in Slicer's self-test
