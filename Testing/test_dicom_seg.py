@@ -250,3 +250,29 @@ def test_cli_writes_the_seg_for_a_dicom_input_and_says_when_there_is_none(obliqu
     assert cli.main(["detect", str(image), "-o", str(out), *arguments, "--quiet"]) == 0
     assert capsys.readouterr().err.splitlines() == [
         f"lesiondetect: warning: {image}: the input is not a DICOM series, so no DICOM SEG was written"]
+
+
+def test_cli_writes_a_seg_of_the_accepted_lesions_of_a_reviewed_table(oblique, tmp_path, capsys):
+    """``dicom-seg``: a label map with the table's ids, the reviewed table, the source files → the accepted lesions
+    only, in table order, a reader-added one SEMIAUTOMATIC; no accepted lesion: no file and one line."""
+    folder, result = oblique
+    labelmap = tmp_path / "labels.nrrd"
+    relabelled = np.select([result.label_map == 1, result.label_map == 2], [7, 3], 0).astype(np.uint8)
+    sitk.WriteImage(result.volume.with_array(relabelled).to_sitk(), str(labelmap))
+    table = tmp_path / "reviewed.lesions.csv"
+    table.write_text("id,name,label,status,comment,origin\n7,Lesion 1,L1,rejected,,model\n"
+                     "3,Lesion 2,L2,accepted,a comment,reader\n", encoding="utf-8")
+    out = tmp_path / "reviewed.seg.dcm"
+    files = [str(path) for path in sorted(folder.iterdir())]
+    assert cli.main(["dicom-seg", str(labelmap), "--table", str(table), "--source", *files, "-o", str(out),
+                     "--status", "accepted"]) == 0
+    seg = pydicom.dcmread(out)
+    assert [(s.SegmentLabel, s.TrackingID, s.SegmentAlgorithmType) for s in seg.SegmentSequence] == [
+        ("Lesion 2", "L2", "SEMIAUTOMATIC")]
+    assert int(seg.pixel_array.sum()) == result.lesions[1].voxel_count
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == pydicom.dcmread(files[0]).SeriesInstanceUID
+    capsys.readouterr()
+    assert cli.main(["dicom-seg", str(labelmap), "--table", str(table), "--source", str(folder), "-o",
+                     str(tmp_path / "none.seg.dcm"), "--status", "unreviewed"]) == 0
+    assert capsys.readouterr().err == f"lesiondetect: {table}: no lesion to write, so no DICOM SEG was written\n"
+    assert not (tmp_path / "none.seg.dcm").exists()

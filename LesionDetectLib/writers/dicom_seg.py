@@ -59,15 +59,23 @@ def read_source_series(folder: str | Path, series_uid: str | None = None) -> lis
     """The series' instances as pydicom datasets without pixel data (the series chosen as `io.read_volume` does)."""
     from ..io import dicom_series
 
-    _, pydicom = _imports()
     series = dicom_series(Path(folder))
     if series_uid is None and len(series) == 1:
         series_uid = next(iter(series))
     if series_uid not in series:
         raise InputImageError(f"{folder}: no single DICOM series to reference; choose one with --series-uid")
-    datasets = [pydicom.dcmread(name, stop_before_pixels=True) for name in series[series_uid]]
+    return read_source_files(series[series_uid], folder)
+
+
+def read_source_files(files: Sequence[str | Path], where: str | Path) -> list:
+    """The instances in ``files`` as pydicom datasets without pixel data; ``where`` names them in errors."""
+    _, pydicom = _imports()
+    try:
+        datasets = [pydicom.dcmread(str(name), stop_before_pixels=True) for name in files]
+    except (OSError, pydicom.errors.InvalidDicomError) as error:
+        raise InputImageError(f"{where}: a source image cannot be read as DICOM: {error}") from None
     for dataset in datasets:
-        _check_uids(dataset, folder)
+        _check_uids(dataset, where)
     return datasets
 
 
@@ -150,16 +158,23 @@ def write_dicom_seg(path: str | Path, result: DetectionResult, source_folder: st
     """Write the lesions of ``result`` (all, or those in ``lesion_ids``) as a DICOM Segmentation referencing the
     series in ``source_folder`` that ``result.volume`` was read from. Returns None, writing nothing, when there is
     no lesion to write: a Segmentation needs at least one segment."""
-    highdicom, _ = _imports()
-    from .. import __version__
-
     lesions = [lesion for lesion in sorted(result.lesions, key=lambda lesion: lesion.id)
                if lesion_ids is None or lesion.id in lesion_ids]
     if not lesions:
         return None
-    datasets = read_source_series(source_folder, series_uid)
-    order = slice_order(result.volume, datasets)
-    labels = np.asarray(result.label_map)
+    return write_segmentation_object(path, result.volume, result.label_map, lesions,
+                                     read_source_series(source_folder, series_uid), result.model_name, reader_added)
+
+
+def write_segmentation_object(path: str | Path, volume, label_map: np.ndarray, lesions: Sequence, datasets: Sequence,
+                              model_name: str, reader_added: Collection[int] = ()) -> Path:
+    """The DICOM Segmentation of ``lesions`` (objects with ``id``, ``name``, ``label``; ``id`` is the lesion's
+    value in ``label_map``, on ``volume``'s grid) over the source instances ``datasets``."""
+    highdicom, _ = _imports()
+    from .. import __version__
+
+    order = slice_order(volume, datasets)
+    labels = np.asarray(label_map)
     numbered = np.zeros(labels.shape, np.uint8 if len(lesions) < 256 else np.uint16)
     for number, lesion in enumerate(lesions, start=1):
         numbered[labels == lesion.id] = number
@@ -167,14 +182,14 @@ def write_dicom_seg(path: str | Path, result: DetectionResult, source_folder: st
         segmentation = highdicom.seg.Segmentation(
             source_images=[datasets[index] for index in order], pixel_array=numbered,  # frame k = slice k
             segmentation_type=highdicom.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=segment_descriptions(lesions, result.model_name, reader_added),
+            segment_descriptions=segment_descriptions(lesions, model_name, reader_added),
             series_instance_uid=highdicom.UID(), series_number=SERIES_NUMBER, sop_instance_uid=highdicom.UID(),
-            instance_number=1, manufacturer="LesionDetect", manufacturer_model_name=result.model_name[:64],
+            instance_number=1, manufacturer="LesionDetect", manufacturer_model_name=model_name[:64],
             software_versions=__version__, device_serial_number="0", series_description=SERIES_DESCRIPTION,
             content_label="LESIONS", content_description="Lesions detected by LesionDetect",
         )
     except (ValueError, AttributeError, TypeError) as error:  # a source series highdicom cannot reference
-        raise DicomSegError(f"{source_folder}: the DICOM Segmentation could not be made: {error}") from error
+        raise DicomSegError(f"the DICOM Segmentation could not be made: {error}") from error
     _remove_not_carried(segmentation)
     path = Path(path)
     with atomic_output(path) as temporary:
