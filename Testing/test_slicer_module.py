@@ -150,7 +150,7 @@ def test_panel_runs_fills_the_table_jumps_shows_3d_and_cancels(slicer, panel):
     assert temporaryLeftovers(slicer) == []
 
 
-def test_panel_review_steps_comments_accepts_rejects_and_exports(slicer, panel, tmp_path):
+def test_panel_review_steps_comments_accepts_rejects_and_exports(slicer, panel, tmp_path, caplog):
     from qt_standin import press
 
     volume, _, _, _, world = logicTestCase().makeVolume()
@@ -191,6 +191,9 @@ def test_panel_review_steps_comments_accepts_rejects_and_exports(slicer, panel, 
     assert sorted(path.name for path in (tmp_path / "export").iterdir()) == [
         f"Patient_MR{suffix}" for suffix in (".lesions.csv", ".lesions.json", ".mrk.json", ".review.txt", ".seg.nrrd")]
     assert ui.statusLabel.text == f"Reviewed set exported to {tmp_path / 'export'}."
+    with caplog.at_level(logging.ERROR):
+        ui.exportDicomSegButton.click()  # a volume that did not come from Slicer's DICOM database
+    assert any("not loaded from Slicer's DICOM database" in message for message in caplog.messages)
     panel.review.removeShortcuts()
     press(panel.parent, "N")
     assert panel.review.currentLabel == "L1"  # the shortcuts are gone
@@ -217,6 +220,52 @@ def test_panel_adds_a_missed_lesion_at_a_placed_point_or_says_there_is_none(slic
         assert placed.GetScene() is None and panel.review.placedPoints is None
     assert [ui.resultsTable.item(1, column).text() for column in (0, 4)] == ["L2", "accepted"]
     assert panel.logic.processRunner.commands[-1][3] == "add-lesion"
+
+
+def test_accepted_lesions_go_out_as_a_dicom_seg_over_the_source_series(slicer, lesionDetect, tmp_path,
+                                                                      monkeypatch):
+    """The volume as Slicer's DICOM module loads an oblique series (its instance UIDs, the database's files) →
+    detection, review → `exportDicomSeg`: the accepted lesion only, on the source slices."""
+    pytest.importorskip("highdicom")
+    import pydicom
+    from test_dicom_seg import write_oblique_series
+
+    from LesionDetectLib.io import read_volume
+
+    k, j, i = np.mgrid[0:10, 0:30, 0:36]
+    voxels = np.full((10, 30, 36), 0, np.int16)
+    voxels[1:9, 3:27, 3:33] = 100
+    voxels[(i - 10) ** 2 + (j - 10) ** 2 + ((k - 4) * 2) ** 2 <= 20] = 400
+    voxels[(i - 26) ** 2 + (j - 20) ** 2 + ((k - 6) * 2) ** 2 <= 12] = 400
+    rotation = importlib.import_module("LesionDetectModuleLib.logicTests").rotation((1, 1, 0.3), 35)
+    series = write_oblique_series(tmp_path / "series", voxels, rotation @ np.diag([1, -1, 1]), (0.8, 0.9, 2.5),
+                                  (-61.5, 20.25, 133.0))
+    files = {pydicom.dcmread(path).SOPInstanceUID: str(path) for path in sorted(series.iterdir())}
+    read = read_volume(series)
+    volume = slicer.util.addVolumeFromArray(read.array, read.ijk_to_ras(), name="CT")
+    volume.SetAttribute("DICOM.instanceUIDs", " ".join(files))
+    monkeypatch.setattr(slicer, "dicomDatabase", types.SimpleNamespace(fileForInstance=files.get), raising=False)
+    logic = lesionDetect.LesionDetectLogic(processRunner=runner(), findModule=lambda name: True)
+    _, _, table = logic.process(volume)
+    assert table.GetNumberOfRows() == 2
+    assert logic.exportDicomSeg(volume, str(tmp_path / "none.seg.dcm")) is None  # nothing accepted yet
+    logic.setLesionStatus(volume, "L1", "rejected")
+    logic.setLesionStatus(volume, "L2", "accepted")
+    path = logic.exportDicomSeg(volume, str(tmp_path / "out" / "CT.seg.dcm"))
+    seg = pydicom.dcmread(path)
+    assert [(s.SegmentLabel, s.TrackingID) for s in seg.SegmentSequence] == [("Lesion 2", "L2")]
+    voxelCount = importlib.import_module("LesionDetectModuleLib.results").lesionRows(table)[1]["voxel_count"]
+    assert int(seg.pixel_array.sum()) == voxelCount
+    sources = {uid: pydicom.dcmread(file) for uid, file in files.items()}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        np.testing.assert_allclose(frame.PlanePositionSequence[0].ImagePositionPatient,
+                                   sources[uid].ImagePositionPatient, atol=1e-3)
+    assert temporaryLeftovers(slicer) == [] and not (tmp_path / "none.seg.dcm").exists()
+    volume.SetAttribute("DICOM.instanceUIDs", "")
+    with pytest.raises(importlib.import_module("LesionDetectModuleLib.errors").DetectionError,
+                       match="not loaded from Slicer's DICOM database"):
+        logic.exportDicomSeg(volume, str(tmp_path / "again.seg.dcm"))
 
 
 def test_panel_shows_the_failure_and_the_warnings(slicer, panel, caplog):

@@ -22,6 +22,8 @@ import slicer
 import vtk
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
+from LesionDetectLib.review import ACCEPTED
+
 from . import addedLesion, dependencies, library, results, review
 from .errors import DetectionCancelledError, DetectionError, DetectionFailedError, MissingDependenciesError
 from .parameters import DetectionOptions, LesionDetectParameterNode
@@ -30,6 +32,8 @@ from .results import DetectionNodes
 from .runner import ProcessRunner, SubprocessRunner
 
 INPUT_STEM = "volume"
+OUTPUT_FOLDER = "output"
+"""The run's outputs go into this folder of its temporary folder."""
 VOLUME_FILE_FORMAT = "NRRD (.nrrd)"
 """The format string of Slicer's volume storage node for ``.nrrd`` (as `slicer.util.exportNode` would find it)."""
 
@@ -141,8 +145,9 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         def load(outputFolder: str) -> RunOutcome:
             return RunOutcome(nodes=results.loadResults(outputFolder, INPUT_STEM, volumeNode, options.showIn3D))
 
-        run = self._start(volumeNode, lambda inputPath, outputFolder: self.detectCommand(
-            inputPath, outputFolder, options), load, progressCallback, completionCallback)
+        run = self._start(volumeNode, lambda folder: self.detectCommand(
+            self.writeInput(volumeNode, folder), os.path.join(folder, OUTPUT_FOLDER), options), load,
+            progressCallback, completionCallback)
         if not waitForCompletion:
             return None
         return self._wait(run).nodes
@@ -161,10 +166,10 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         def load(outputFolder: str) -> RunOutcome:
             return RunOutcome(nodes=nodes, addedLabel=addedLesion.addFromFiles(outputFolder, INPUT_STEM, nodes))
 
-        run = self._start(volumeNode, lambda inputPath, outputFolder: [
-            library.pythonExecutable(self.pythonExecutable), "-m", library.LIBRARY, "add-lesion", inputPath,
-            "--at", *(repr(float(value)) for value in localPoint), "-o", outputFolder, "--progress", "jsonl",
-            "--quiet", *options.commandArguments()], load, progressCallback, completionCallback)
+        run = self._start(volumeNode, lambda folder: [
+            *self.libraryCommand(), "add-lesion", self.writeInput(volumeNode, folder),
+            "--at", *(repr(float(value)) for value in localPoint), "-o", os.path.join(folder, OUTPUT_FOLDER),
+            "--progress", "jsonl", "--quiet", *options.commandArguments()], load, progressCallback, completionCallback)
         if not waitForCompletion:
             return None
         return self._wait(run).addedLabel
@@ -176,10 +181,10 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, volumeNode.GetParentTransformNode(), toLocal)
         return list(toLocal.TransformPoint([float(value) for value in rasPoint]))
 
-    def _start(self, volumeNode, commandFor: Callable[[str, str], list[str]], load: Callable[[str], RunOutcome],
+    def _start(self, volumeNode, commandFor: Callable[[str], list[str]], load: Callable[[str], RunOutcome],
                progressCallback: ProgressCallback | None, completionCallback: CompletionCallback | None) -> _Run:
-        """Check, write the input and start ``commandFor(inputPath, outputFolder)``; ``load(outputFolder)`` makes
-        the outcome when it succeeds."""
+        """Check and start ``commandFor(runFolder)`` (which writes its inputs into the run's temporary folder and
+        its outputs into `OUTPUT_FOLDER` there); ``load(outputFolder)`` makes the outcome when it succeeds."""
         if self.isRunning:
             raise DetectionError("A lesion detection is already running; wait for it to finish or cancel it.")
         self.checkInputVolume(volumeNode)
@@ -193,7 +198,7 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         run = _Run(volumeNode, folder, load, progressCallback, completionCallback)
         try:
             run.report(ProgressEvent("read", 0.0, "writing the volume for the detection process"))
-            command = commandFor(self.writeInput(volumeNode, folder), os.path.join(folder, "output"))
+            command = commandFor(folder)
             environment = library.processEnvironment()
             self._run = run
             self.processRunner.start(command, environment, self._onStdoutLine, self._onStderrLine, self._onFinished)
@@ -222,9 +227,13 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
             raise DetectionError(f"Could not write the volume '{volumeNode.GetName()}' to {folder}.")
         return path
 
+    def libraryCommand(self) -> list[str]:
+        """``PythonSlicer -m LesionDetectLib``: the detection process's command, without its subcommand."""
+        return [library.pythonExecutable(self.pythonExecutable), "-m", library.LIBRARY]
+
     def detectCommand(self, inputPath: str, outputFolder: str, options: DetectionOptions) -> list[str]:
-        return [library.pythonExecutable(self.pythonExecutable), "-m", library.LIBRARY, "detect", inputPath,
-                "-o", outputFolder, "--progress", "jsonl", "--quiet", *options.commandArguments()]
+        return [*self.libraryCommand(), "detect", inputPath, "-o", outputFolder, "--progress", "jsonl", "--quiet",
+                *options.commandArguments()]
 
     def cancel(self) -> None:
         """Stop the running detection; the scene is left as it was and temporary files are removed."""
@@ -269,7 +278,7 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         if run.volumeNode.GetScene() is None:
             return RunOutcome(error="The input volume was removed from the scene during the detection.")
         run.report(ProgressEvent("load", 1.0, "creating segmentation, points and table"))
-        outcome = run.load(os.path.join(run.folder, "output"))
+        outcome = run.load(os.path.join(run.folder, OUTPUT_FOLDER))
         outcome.warnings = run.warnings
         return outcome
 
@@ -323,6 +332,29 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
             return review.exportReviewedSet(nodes, folder, stem or review.fileStem(volumeNode.GetName()))
         except (OutputError, OSError) as error:
             raise DetectionError(f"The reviewed lesions were not exported: {error}") from error
+
+    def exportDicomSeg(self, volumeNode, path: str, sourceFiles: list[str] | None = None) -> str | None:
+        """Write the accepted lesions of ``volumeNode`` as a DICOM Segmentation at ``path``, over the volume's source
+        series: ``sourceFiles``, by default the files Slicer's DICOM database holds for the volume. Made by the
+        detection process (``lesiondetect dicom-seg``, highdicom); returns ``path``, or None (no file) when no
+        lesion is accepted. Failures raise `DetectionFailedError`."""
+        nodes = self.resultsFor(volumeNode)
+        sourceFiles = sourceFiles or review.dicomSourceFiles(volumeNode)
+        accepted = [row for row in results.lesionRows(nodes.table) if row["status"] == ACCEPTED]
+        if not accepted:
+            return None
+
+        def command(folder: str) -> list[str]:
+            labelmap, table = review.writeLabelmapAndTable(nodes, volumeNode, accepted, folder)
+            return [*self.libraryCommand(), "dicom-seg", labelmap, "--table", table, "--source", *sourceFiles,
+                    "-o", os.path.join(folder, OUTPUT_FOLDER, "lesions.seg.dcm")]
+
+        def load(outputFolder: str) -> RunOutcome:
+            review.publish(os.path.join(outputFolder, "lesions.seg.dcm"), path)
+            return RunOutcome(nodes=nodes)
+
+        self._wait(self._start(volumeNode, command, load, None, None))
+        return path
 
     @staticmethod
     def jumpToLesion(pointsNode, label: str) -> None:

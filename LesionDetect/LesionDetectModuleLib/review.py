@@ -15,8 +15,9 @@ import re
 import slicer
 
 from LesionDetectLib import review
-from LesionDetectLib.writers.atomic import check_writable, staged_outputs
+from LesionDetectLib.writers.atomic import atomic_output, check_writable, staged_outputs
 
+from .errors import DetectionError
 from .results import DetectionNodes, controlPointIndex, lesionRows
 
 REVIEW_TAG_PREFIX = "LesionDetect.Review."
@@ -159,3 +160,50 @@ def exportReviewedSet(nodes: DetectionNodes, folder: str, stem: str) -> dict[str
         for kind, text in texts.items():
             staging.file(paths[kind]).write_text(text, encoding="utf-8", newline="")
     return paths
+
+
+def dicomSourceFiles(volumeNode) -> list[str]:
+    """The files of the DICOM series ``volumeNode`` was loaded from, as Slicer's DICOM database knows them."""
+    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+    database = getattr(slicer, "dicomDatabase", None)
+    files = [database.fileForInstance(uid) for uid in uids] if database is not None else []
+    if not uids or not all(files):
+        raise DetectionError(f"'{volumeNode.GetName()}' was not loaded from Slicer's DICOM database, so there is no "
+                             "source series for a DICOM Segmentation; load the series through the DICOM module.")
+    return files
+
+
+def writeLabelmapAndTable(nodes: DetectionNodes, volumeNode, rows: list[dict], folder: str) -> tuple[str, str]:
+    """The segments of ``rows`` as one label map on ``volumeNode``'s grid (values 1…n in row order) and a lesion
+    table whose ids are those values; returns both paths (uncompressed NRRD, CSV) in ``folder``."""
+    import vtk
+
+    segmentation = nodes.segmentation.GetSegmentation()
+    segmentIds = vtk.vtkStringArray()
+    for row in rows:
+        segmentIds.InsertNextValue(segmentation.GetSegmentIdBySegmentName(row["name"]))
+    labelmapNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                nodes.segmentation, segmentIds, labelmapNode, volumeNode):
+            raise DetectionError("The accepted segments could not be exported as a label map.")
+        labelmapPath = os.path.join(folder, "accepted.nrrd")
+        if not slicer.util.exportNode(labelmapNode, labelmapPath, {"useCompression": 0,
+                                                                   "fileFormat": "NRRD (.nrrd)"}, world=False):
+            raise DetectionError(f"Could not write the accepted lesions to {folder}.")
+    finally:
+        slicer.mrmlScene.RemoveNode(labelmapNode)
+    tablePath = os.path.join(folder, "accepted.lesions.csv")
+    numbered = [{**row, "id": number} for number, row in enumerate(rows, start=1)]
+    with open(tablePath, "w", encoding="utf-8", newline="") as file:
+        file.write(review.review_csv_text(numbered, tableColumns(nodes.table)))
+    return labelmapPath, tablePath
+
+
+def publish(temporary: str, path: str) -> None:
+    """Copy the finished file ``temporary`` to ``path`` atomically (its folder created if needed)."""
+    import shutil
+
+    check_writable(os.path.dirname(os.path.abspath(path)))
+    with atomic_output(path) as staged:
+        shutil.copyfile(temporary, staged)

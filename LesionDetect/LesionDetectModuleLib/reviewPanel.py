@@ -5,11 +5,14 @@ take a key from the views or other modules)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import qt
 import slicer
 
 from LesionDetectLib.review import ACCEPTED, REJECTED, summary_text
 
+from .errors import DetectionError
 from .results import INPUT_VOLUME_ATTRIBUTE
 from .resultsView import ResultsView
 
@@ -31,6 +34,7 @@ class ReviewPanel:
             button.connect("clicked(bool)", actions[action])
         ui.commentLineEdit.connect("editingFinished()", self.onCommentEdited)
         ui.exportReviewButton.connect("clicked(bool)", self.onExport)
+        ui.exportDicomSegButton.connect("clicked(bool)", self.onExportDicomSeg)
         ui.addLesionButton.connect("clicked(bool)", self.startAddingLesion)
         self.shortcuts = []
         for key, action in SHORTCUT_KEYS.items():
@@ -39,6 +43,17 @@ class ReviewPanel:
             shortcut.setContext(qt.Qt.WidgetWithChildrenShortcut)
             shortcut.connect("activated()", actions[action])
             self.shortcuts.append(shortcut)
+
+    @contextlib.contextmanager
+    def reportingErrors(self, what: str, onError=None):
+        """A problem the user can act on (`DetectionError`) → the status line and a message box, not a traceback."""
+        try:
+            yield
+        except DetectionError as error:
+            if onError is not None:
+                onError()
+            self.ui.statusLabel.text = f"{what}."
+            slicer.util.errorDisplay(f"{what}:\n\n{error}", windowTitle="LesionDetect")
 
     def cleanup(self) -> None:
         """Before the panel goes: shortcuts and a pending point list removed."""
@@ -65,7 +80,7 @@ class ReviewPanel:
             button.enabled = hasLesions
         for widget in (self.ui.acceptLesionButton, self.ui.rejectLesionButton, self.ui.commentLineEdit):
             widget.enabled = self.currentLabel is not None
-        self.ui.exportReviewButton.enabled = nodes is not None
+        self.ui.exportReviewButton.enabled = self.ui.exportDicomSegButton.enabled = nodes is not None
         self.ui.addLesionButton.enabled = nodes is not None and not self.logic.isRunning
         self.ui.commentLineEdit.text = (self.logic.lesionReview(self.volumeNode(), self.currentLabel)["comment"]
                                         if self.currentLabel else "")
@@ -111,13 +126,9 @@ class ReviewPanel:
         point = list(caller.GetNthControlPointPositionWorld(caller.GetNumberOfControlPoints() - 1))
         self.ui.addLesionButton.enabled = False
         self.ui.statusLabel.text = "Outlining the lesion at the point…"
-        with slicer.util.tryWithErrorDisplay("The lesion could not be added.", waitCursor=False):
-            try:
-                self.logic.addLesionAt(self.volumeNode(), point, self.detectionOptions(), waitForCompletion=False,
-                                       completionCallback=self.onLesionAdded)
-            except Exception:
-                self.onLesionAdded(None)
-                raise
+        with self.reportingErrors("The lesion could not be added", onError=lambda: self.onLesionAdded(None)):
+            self.logic.addLesionAt(self.volumeNode(), point, self.detectionOptions(), waitForCompletion=False,
+                                   completionCallback=self.onLesionAdded)
 
     def onLesionAdded(self, outcome) -> None:
         self.removePlacedPoints()
@@ -141,6 +152,19 @@ class ReviewPanel:
 
     def onExport(self) -> None:
         folder = self.ui.exportDirectoryButton.directory
-        with slicer.util.tryWithErrorDisplay("The reviewed lesions were not exported.", waitCursor=False):
+        with self.reportingErrors("The reviewed lesions were not exported"):
             self.logic.exportReviewedSet(self.volumeNode(), folder)
             self.ui.statusLabel.text = f"Reviewed set exported to {folder}."
+
+    def onExportDicomSeg(self) -> None:
+        """The accepted lesions as ``<volume>.seg.dcm`` in the export folder (see `LesionDetectLogic.exportDicomSeg`)."""
+        from .review import fileStem
+
+        volumeNode = self.volumeNode()
+        folder = self.ui.exportDirectoryButton.directory
+        with self.reportingErrors("The DICOM Segmentation was not written"):
+            if not folder:
+                raise DetectionError("Choose the folder to export to.")
+            path = self.logic.exportDicomSeg(volumeNode, f"{folder}/{fileStem(volumeNode.GetName())}.seg.dcm")
+            self.ui.statusLabel.text = (f"DICOM Segmentation of the accepted lesions written to {path}." if path
+                                        else "No lesion is accepted, so no DICOM Segmentation was written.")

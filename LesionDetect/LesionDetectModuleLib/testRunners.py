@@ -14,7 +14,7 @@ INTENSITY_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inte
 
 class IntensityModelRunner(SubprocessRunner):
     """Runs ``<python> intensityModel.py INPUT OUTPUT *arguments`` in a real process instead of ``detect`` (or of
-    ``add-lesion``, passing its point as ``--add-at``), with the command's own Python, input, output folder and
+    ``add-lesion``, passing its point as ``--add-at``; other commands run unchanged), with the command's own Python, input, output folder and
     environment; ``damage(outputFolder)`` runs before the logic is told the process finished."""
 
     def __init__(self, *arguments: str, damage: Callable[[str], None] | None = None) -> None:
@@ -25,6 +25,9 @@ class IntensityModelRunner(SubprocessRunner):
     def start(self, command: Sequence[str], environment: dict[str, str] | None, onStdoutLine: LineCallback,
               onStderrLine: LineCallback, onFinished: FinishedCallback) -> None:
         self.commands.append(list(command))
+        if "detect" not in command and "add-lesion" not in command:  # another subcommand runs as it is
+            super().start(command, environment, onStdoutLine, onStderrLine, onFinished)
+            return
         subcommand = "add-lesion" if "add-lesion" in command else "detect"
         inputPath, outputFolder = command[command.index(subcommand) + 1], command[command.index("-o") + 1]
         point = command[command.index("--at") + 1:command.index("--at") + 4] if subcommand == "add-lesion" else []

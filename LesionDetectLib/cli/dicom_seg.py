@@ -48,12 +48,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..io import read_volume
+    from ..writers.atomic import check_writable
     from ..writers.dicom_seg import read_source_files, read_source_series, write_segmentation_object
 
     lesions, reader_added = reviewed_lesions(args.table, args.status)
     if not lesions:
         print(f"lesiondetect: {args.table}: no lesion to write, so no DICOM SEG was written", file=sys.stderr)
         return 0
+    check_writable(args.output.parent)
     volume = read_volume(args.labelmap)
     sources = [Path(source) for source in args.source]
     datasets = (read_source_series(sources[0]) if len(sources) == 1 and sources[0].is_dir()
