@@ -494,6 +494,36 @@ def test_real_detection_end_to_end(slicer, lesionDetect):
     assert temporaryLeftovers(slicer) == []
 
 
+@pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "brain-tumour-mri").is_dir(),
+                    reason="needs the real glioma FLAIR in ../shared/data/brain-tumour-mri")
+def test_real_add_by_click_on_a_real_scan(slicer, lesionDetect):
+    """Everything real but the GUI: `addLesionAt` with the shipped brain model in a real detection process, on a real
+    glioma FLAIR whose tumour the reader clicks (after a run that found nothing: a stricter threshold), and on the
+    mirrored point of the healthy hemisphere, where nothing is added."""
+    if importlib.util.find_spec("monai") is None or importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch and MONAI")
+    from LesionDetectLib.io import read_volume
+
+    case = REPO.parent / "shared" / "data" / "brain-tumour-mri" / "Brats18_2013_11_1"
+    flair, truth = read_volume(case / "flair.nii.gz"), read_volume(case / "label.nii.gz").array > 0
+    volume = slicer.util.addVolumeFromArray(flair.array, flair.ijk_to_ras(), name="FLAIR")
+    logic = lesionDetect.LesionDetectLogic()
+    _, _, table = logic.process(volume, model="brain-mri-lesions", threshold=0.99, minimumLesionSizeMm3=1e7,
+                                device="cpu")
+    assert table.GetNumberOfRows() == 0
+    k, j, i = (float(np.mean(axis)) for axis in np.nonzero(truth))
+    mirrored = flair.shape_ijk[0] - 1 - i
+    for column, expected in ((mirrored, None), (i, "L1")):
+        ras = (flair.ijk_to_ras() @ np.array([column, j, k, 1.0]))[:3]
+        assert logic.addLesionAt(volume, ras, model="brain-mri-lesions", device="cpu") == expected
+    seg, points, table = importlib.import_module("LesionDetectModuleLib.results").findResults(volume)
+    row = importlib.import_module("LesionDetectModuleLib.results").lesionRows(table)[0]
+    assert (row["status"], row["origin"]) == ("accepted", "reader") and row["volume_mm3"] > 10000
+    ijk = np.linalg.inv(flair.ijk_to_ras()) @ np.array([*points.GetNthControlPointPositionWorld(0), 1.0])
+    assert truth[tuple(int(round(v)) for v in ijk[2::-1])]  # the added lesion's centre lies in the tumour
+    assert temporaryLeftovers(slicer) == []
+
+
 #
 # The module's files
 #

@@ -10,7 +10,7 @@ import os
 import slicer
 import vtk
 
-from LesionDetectLib.review import ACCEPTED, READER
+from LesionDetectLib.review import ACCEPTED, READER, REVIEW_COLUMNS, review_columns
 
 from . import results
 from .errors import ResultsError
@@ -51,7 +51,11 @@ def addFromFiles(outputFolder: str, stem: str, nodes: DetectionNodes) -> str | N
     nodes.segmentation.GetSegmentation().AddSegment(segment, f"Lesion_{lesionId}")
     index = nodes.points.AddControlPoint(vtk.vtkVector3d(*position), row["label"])
     nodes.points.SetNthControlPointLocked(index, True)
-    _appendRow(nodes.table, row)
+    if nodes.table.GetNumberOfRows() == 0:  # a lesion-free run's columns have no type yet: type them from this row
+        nodes.table.RemoveAllColumns()
+        results.addTypedColumns(nodes.table, review_columns(columns), [row], REVIEW_COLUMNS)
+    else:
+        _appendRow(nodes.table, row)
     showReview(nodes)
     return row["label"]
 

@@ -330,10 +330,11 @@ class LesionDetectLogicTest(unittest.TestCase):
             slicer.util.exportNode = original
         self.assertEqual(os.listdir(folder), [])
 
-    def makeVolumeWithAMissedLesion(self):
-        """`makeVolume` with the second lesion too faint for the detection; also the world position of normal
-        tissue far from both lesions and the second lesion's voxel count."""
-        volume, ijkToRas, _, local, world = self.makeVolume()
+    def makeVolumeWithAMissedLesion(self, firstLesion: bool = True):
+        """`makeVolume` with the second lesion too faint for the detection (and without the first one unless
+        ``firstLesion``; the faint one is last in the local and world centres); also the world position of normal
+        tissue far from both and the faint lesion's voxel count."""
+        volume, ijkToRas, _, local, world = self.makeVolume(lesions=SPHERES if firstLesion else SPHERES[1:])
         toWorld = vtk.vtkGeneralTransform()
         slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(volume.GetParentTransformNode(), None, toWorld)
         normalTissue = toWorld.TransformPoint((ijkToRas @ np.array([27.0, 19.0, 16.0, 1.0]))[:3])
@@ -373,6 +374,15 @@ class LesionDetectLogicTest(unittest.TestCase):
         self.assertEqual(int(np.count_nonzero(values == segment.GetLabelValue())), expectedVoxels)
         self.assertTrue(seg.GetDisplayNode().GetSegmentVisibility("Lesion_2"))
         self.assertEqual(logic.reviewSummary(volume)["added_by_reader"], 1)
+
+        slicer.mrmlScene.Clear(0)  # a run that found nothing: the added lesion gives the table its column types
+        volume, _, _, world, _, expectedVoxels = self.makeVolumeWithAMissedLesion(firstLesion=False)
+        _, _, table = logic.process(volume)
+        self.assertEqual(table.GetNumberOfRows(), 0)
+        self.assertEqual(logic.addLesionAt(volume, world[-1]), "L1")
+        self.assertEqual(table.GetTable().GetColumnByName("volume_mm3").GetClassName(), "vtkDoubleArray")
+        self.assertEqual([(row["label"], row["voxel_count"], row["origin"]) for row in lesionRows(table)],
+                         [("L1", expectedVoxels, "reader")])
 
 
 def shownLesions(segmentationNode, pointsNode) -> tuple[dict[str, bool], list[bool]]:

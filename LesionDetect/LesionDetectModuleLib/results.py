@@ -194,6 +194,13 @@ def tableNodeFromRows(columnNames: list[str], rows: list[dict[str, str]], textCo
     """A read-only table node with typed columns (integers, reals, text; ``textColumns`` always text) in the CSV's
     column order."""
     tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
+    addTypedColumns(tableNode, columnNames, rows, textColumns)
+    tableNode.SetLocked(True)
+    return tableNode
+
+
+def addTypedColumns(tableNode, columnNames: list[str], rows: list[dict[str, str]], textColumns=()) -> None:
+    """Add one column per name to ``tableNode``, typed from the rows' values (see `tableNodeFromRows`)."""
     for name in columnNames:
         values = [row[name] for row in rows]
         kind = "text" if name in textColumns else _columnKind(values)
@@ -202,8 +209,6 @@ def tableNodeFromRows(columnNames: list[str], rows: list[dict[str, str]], textCo
         for value in values:
             array.InsertNextValue({"int": int, "float": _float, "text": str}[kind](value))
         tableNode.AddColumn(array)
-    tableNode.SetLocked(True)
-    return tableNode
 
 
 def _float(text: str) -> float:
