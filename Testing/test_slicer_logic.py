@@ -26,6 +26,7 @@ def logicTestNames() -> list[str]:
         "test_export_of_the_reviewed_set_carries_status_comment_origin_and_reloads",
         "test_a_failed_export_writes_nothing",
         "test_a_missed_lesion_is_added_at_a_point_and_nothing_on_normal_tissue",
+        "test_an_edited_segment_is_measured_again",
     ]
 
 

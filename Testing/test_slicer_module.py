@@ -186,6 +186,16 @@ def test_panel_review_steps_comments_accepts_rejects_and_exports(slicer, panel, 
     assert panel.review.currentLabel == "L1"
     centred_on(0)
 
+    box = np.zeros(slicer.util.arrayFromVolume(volume).shape, np.uint8)
+    box[6:10, 10:15, 16:22] = 1  # the reader redraws lesion 1 in Segment Editor
+    importlib.import_module("LesionDetectModuleLib.logicTests").editSegment(nodes.segmentation, volume, "Lesion_1", box)
+    deadline = time.monotonic() + 5
+    while ui.resultsTable.item(0, 2).text() != f"{120 * 0.7 * 1.1 * 2.5:.1f}":
+        assert time.monotonic() < deadline, "the edited lesion was not measured again"
+        slicer.app.processEvents()
+        time.sleep(0.05)
+    assert ui.statusLabel.text == "Measured again after the edit: L1."
+
     ui.exportDirectoryButton.directory = str(tmp_path / "export")
     ui.exportReviewButton.click()
     assert sorted(path.name for path in (tmp_path / "export").iterdir()) == [

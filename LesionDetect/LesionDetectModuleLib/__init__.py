@@ -9,6 +9,7 @@
 - `results`: the detection's files → segmentation, point list and table nodes next to the input;
 - `review`: the reader's review stored in those nodes (status, comment, origin), review order, export;
 - `addedLesion`: a lesion the reader added at a point, merged into those nodes;
+- `measurements`: each lesion measured again from its segment after an edit;
 - `logic`: `LesionDetectLogic`, the scriptable entry point;
 - `modelChoice`, `resultsView`, `reviewPanel`: the panel's model list, results table and review controls;
 - `logicTests`, `testRunners`, `intensityModel`: the logic tests that run in pytest and in Slicer's self-test

@@ -24,7 +24,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
 from LesionDetectLib.review import ACCEPTED
 
-from . import addedLesion, dependencies, library, results, review
+from . import addedLesion, dependencies, library, measurements, results, review
 from .errors import DetectionCancelledError, DetectionError, DetectionFailedError, MissingDependenciesError
 from .parameters import DetectionOptions, LesionDetectParameterNode
 from .protocol import CANCELLED_EXIT_CODE, ProgressEvent, errorMessage, parseProgressLine
@@ -314,6 +314,11 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         if label is not None:
             self.jumpToLesion(nodes.points, label)
         return label
+
+    def updateMeasurements(self, volumeNode) -> list[str]:
+        """Measure the lesions again from their segments (after a Segment Editor edit): voxel count, volume and
+        diameters in the table; returns the labels that changed."""
+        return measurements.updateMeasurements(self.resultsFor(volumeNode), volumeNode)
 
     def reviewSummary(self, volumeNode) -> dict:
         """Counts and total volumes by status (``LesionDetectLib.review.review_summary``)."""

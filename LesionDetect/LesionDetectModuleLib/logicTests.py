@@ -384,6 +384,43 @@ class LesionDetectLogicTest(unittest.TestCase):
         self.assertEqual([(row["label"], row["voxel_count"], row["origin"]) for row in lesionRows(table)],
                          [("L1", expectedVoxels, "reader")])
 
+    def test_an_edited_segment_is_measured_again(self):
+        volume, *_ = self.makeVolume()
+        logic = self.makeLogic()
+        seg, points, table = logic.process(volume)
+        before = lesionRows(table)
+        self.assertEqual(logic.updateMeasurements(volume), [])  # nothing edited: the library's own measurements
+        box = np.zeros(slicer.util.arrayFromVolume(volume).shape, np.uint8)
+        box[6:10, 10:15, 16:22] = 1  # the reader redraws lesion 1 as a box of 4 × 5 × 6 voxels
+        editSegment(seg, volume, "Lesion_1", box)
+        self.assertEqual(logic.updateMeasurements(volume), ["L1"])
+        after = lesionRows(table)
+        voxelVolume = 0.7 * 1.1 * 2.5
+        self.assertEqual(after[0]["voxel_count"], 120)
+        self.assertAlmostEqual(after[0]["volume_mm3"], 120 * voxelVolume, places=3)
+        self.assertAlmostEqual(after[0]["equivalent_diameter_mm"], (6 * 120 * voxelVolume / math.pi) ** (1 / 3), 3)
+        self.assertGreater(after[0]["longest_axial_diameter_mm"], 0.0)
+        self.assertEqual(after[1], before[1])
+        self.assertIn(f"volume {120 * voxelVolume:.0f} mm3", points.GetNthControlPointDescription(0))
+
+
+def editSegment(segmentationNode, volumeNode, segmentId: str, mask: np.ndarray) -> None:
+    """Replace a segment's voxels by ``mask`` (``[k, j, i]`` on the volume's grid), as a Segment Editor effect does
+    (`SetBinaryLabelmapToSegment`)."""
+    labelmapNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    try:
+        ijkToRas = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(ijkToRas)
+        labelmapNode.SetIJKToRASMatrix(ijkToRas)
+        slicer.util.updateVolumeFromArray(labelmapNode, mask)
+        logic = slicer.vtkSlicerSegmentationsModuleLogic
+        image = logic.CreateOrientedImageDataFromVolumeNode(labelmapNode)
+        if not logic.SetBinaryLabelmapToSegment(image, segmentationNode, segmentId, logic.MODE_REPLACE,
+                                                image.GetExtent()):
+            raise RuntimeError(f"could not edit {segmentId}")
+    finally:
+        slicer.mrmlScene.RemoveNode(labelmapNode)
+
 
 def shownLesions(segmentationNode, pointsNode) -> tuple[dict[str, bool], list[bool]]:
     """Each segment's visibility (by ID) and each control point's."""

@@ -8,6 +8,7 @@ A lesion is named by its point label (``L1``…); its segment is the one named a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -173,26 +174,34 @@ def dicomSourceFiles(volumeNode) -> list[str]:
     return files
 
 
-def writeLabelmapAndTable(nodes: DetectionNodes, volumeNode, rows: list[dict], folder: str) -> tuple[str, str]:
-    """The segments of ``rows`` as one label map on ``volumeNode``'s grid (values 1…n in row order) and a lesion
-    table whose ids are those values; returns both paths (uncompressed NRRD, CSV) in ``folder``."""
+@contextlib.contextmanager
+def segmentsLabelmapNode(nodes: DetectionNodes, volumeNode, segmentNames: list[str]):
+    """A temporary label map node of the named segments on ``volumeNode``'s grid, values 1…n in the given order
+    (where segments overlap, the later one wins), by Slicer's own export; removed afterwards."""
     import vtk
 
     segmentation = nodes.segmentation.GetSegmentation()
     segmentIds = vtk.vtkStringArray()
-    for row in rows:
-        segmentIds.InsertNextValue(segmentation.GetSegmentIdBySegmentName(row["name"]))
+    for name in segmentNames:
+        segmentIds.InsertNextValue(segmentation.GetSegmentIdBySegmentName(name))
     labelmapNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
     try:
         if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
                 nodes.segmentation, segmentIds, labelmapNode, volumeNode):
-            raise DetectionError("The accepted segments could not be exported as a label map.")
-        labelmapPath = os.path.join(folder, "accepted.nrrd")
+            raise DetectionError("The segments could not be exported as a label map.")
+        yield labelmapNode
+    finally:
+        slicer.mrmlScene.RemoveNode(labelmapNode)
+
+
+def writeLabelmapAndTable(nodes: DetectionNodes, volumeNode, rows: list[dict], folder: str) -> tuple[str, str]:
+    """The segments of ``rows`` as one label map on ``volumeNode``'s grid (values 1…n in row order) and a lesion
+    table whose ids are those values; returns both paths (uncompressed NRRD, CSV) in ``folder``."""
+    labelmapPath = os.path.join(folder, "accepted.nrrd")
+    with segmentsLabelmapNode(nodes, volumeNode, [row["name"] for row in rows]) as labelmapNode:
         if not slicer.util.exportNode(labelmapNode, labelmapPath, {"useCompression": 0,
                                                                    "fileFormat": "NRRD (.nrrd)"}, world=False):
             raise DetectionError(f"Could not write the accepted lesions to {folder}.")
-    finally:
-        slicer.mrmlScene.RemoveNode(labelmapNode)
     tablePath = os.path.join(folder, "accepted.lesions.csv")
     numbered = [{**row, "id": number} for number, row in enumerate(rows, start=1)]
     with open(tablePath, "w", encoding="utf-8", newline="") as file:

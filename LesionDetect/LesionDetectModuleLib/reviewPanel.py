@@ -1,6 +1,6 @@
 """The panel's review controls: previous / next (in order of confidence, centring the views), accept / reject,
-the comment of the current lesion, adding a missed lesion by placing a point on it, the review summary and the
-export of the reviewed set; keyboard shortcuts N, P, A, R while the focus is in the module panel (so they never
+the comment of the current lesion, adding a missed lesion by placing a point on it, the review summary, the
+export of the reviewed set and of a DICOM Segmentation, and new measurements after a segment is edited; keyboard shortcuts N, P, A, R while the focus is in the module panel (so they never
 take a key from the views or other modules)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from .results import INPUT_VOLUME_ATTRIBUTE
 from .resultsView import ResultsView
 
 SHORTCUT_KEYS = {"N": "next", "P": "previous", "A": "accept", "R": "reject"}
+MEASURE_DELAY_MS = 300
 
 
 class ReviewPanel:
@@ -27,6 +28,10 @@ class ReviewPanel:
         self.ui, self.logic, self.results, self.detectionOptions = ui, logic, resultsView, detectionOptions
         self.currentLabel: str | None = None
         self.placedPoints = None  # the point list the reader places a missed lesion's point in
+        self.observed = None  # (segmentation node, observer tag): edits of the shown segments are measured again
+        self.measureTimer = qt.QTimer()  # an edit is a burst of modifications: measure once they stop
+        self.measureTimer.setInterval(MEASURE_DELAY_MS)
+        self.measureTimer.connect("timeout()", self.onSegmentsEdited)
         actions = {"next": lambda: self.step(1), "previous": lambda: self.step(-1),
                    "accept": lambda: self.setStatus(ACCEPTED), "reject": lambda: self.setStatus(REJECTED)}
         for action, button in (("previous", ui.previousLesionButton), ("next", ui.nextLesionButton),
@@ -56,7 +61,9 @@ class ReviewPanel:
             slicer.util.errorDisplay(f"{what}:\n\n{error}", windowTitle="LesionDetect")
 
     def cleanup(self) -> None:
-        """Before the panel goes: shortcuts and a pending point list removed."""
+        """Before the panel goes: shortcuts, observers and a pending point list removed."""
+        self.measureTimer.stop()
+        self.observeEdits(None)
         self.removePlacedPoints()
         self.removeShortcuts()
 
@@ -86,6 +93,26 @@ class ReviewPanel:
                                         if self.currentLabel else "")
         self.ui.reviewSummaryLabel.text = summary_text(self.logic.reviewSummary(self.volumeNode())) if nodes else ""
         self.results.selectLabel(self.currentLabel)
+        self.observeEdits(nodes.segmentation if nodes else None)
+
+    def observeEdits(self, segmentationNode) -> None:
+        """Measure the lesions again when ``segmentationNode``'s segments are edited (and stop for the previous)."""
+        if self.observed is not None and self.observed[0] is segmentationNode:
+            return
+        if self.observed is not None:
+            self.observed[0].RemoveObserver(self.observed[1])
+        self.observed = None if segmentationNode is None else (segmentationNode, segmentationNode.AddObserver(
+            slicer.vtkSegmentation.SourceRepresentationModified, lambda caller, event: self.measureTimer.start()))
+
+    def onSegmentsEdited(self) -> None:
+        self.measureTimer.stop()
+        if self.results.nodes is None or self.results.nodes.segmentation.GetScene() is None:
+            return
+        changed = self.logic.updateMeasurements(self.volumeNode())
+        if changed:
+            self.results.show(self.results.nodes)
+            self.refresh()
+            self.ui.statusLabel.text = f"Measured again after the edit: {', '.join(changed)}."
 
     def select(self, label: str | None) -> None:
         """Make ``label`` the current lesion and centre the views on it."""
