@@ -296,7 +296,11 @@ class QTableWidget(QWidget):
         return self._cells.get((row, column))
 
     def selectRow(self, row):
-        self._selected = row if 0 <= row < self._rows else -1
+        if 0 <= row < self._rows:
+            self._selected = row
+
+    def clearSelection(self):
+        self._selected = -1
 
     def currentRow(self):
         return getattr(self, "_selected", -1)

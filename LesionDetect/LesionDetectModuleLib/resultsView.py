@@ -41,4 +41,7 @@ class ResultsView:
     def selectLabel(self, label: str | None) -> None:
         """Highlight the row of lesion ``label`` (none for None)."""
         labels = [self.labelAt(row) for row in range(self.tableWidget.rowCount())]
-        self.tableWidget.selectRow(labels.index(label) if label in labels else -1)
+        if label in labels:
+            self.tableWidget.selectRow(labels.index(label))
+        else:
+            self.tableWidget.clearSelection()
