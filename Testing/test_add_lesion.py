@@ -68,6 +68,10 @@ def test_command_line_adds_the_lesion_or_says_there_is_none(tmp_path, isolated_m
     assert cli.main(["add-lesion", str(image), "--at", *map(str, far), "-o", str(tmp_path / "none"), *common]) == 0
     assert capsys.readouterr().err == f"lesiondetect: {image}: nothing lesion-like at the point; no lesion added\n"
     assert not (tmp_path / "none").exists()
+    mr_bundle = write_threshold_bundle(tmp_path / "mr-bundle", modality="MR", input_channels=["MR"],
+                                       intensity={"kind": "mr", "percentiles": [0.5, 99.5]})
+    assert cli.main(["add-lesion", str(image), "--at", *map(str, ras), "-o", str(tmp_path / "mr"), "--model",
+                     str(mr_bundle), "--device", "cpu", "--progress", "none"]) == 7  # an MR model on a CT
 
 
 @needs_shared_data

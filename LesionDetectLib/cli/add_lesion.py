@@ -24,6 +24,7 @@ def add_parser(subparsers) -> None:
                         help="the point in RAS mm (Slicer's coordinates; the file's own, without transforms)")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--series-uid", help="DICOM series to read when a folder holds several")
+    parser.add_argument("--force-modality", action="store_true", help="run even if the model's modality differs")
     add_common_detect_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -31,6 +32,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..add_lesion import lesion_at, model_window_mm, window_probability
     from ..bundles import default_model_for, load_model
+    from ..detect import check_modality
     from ..io import read_volume, validate_volume, volume_stem
     from ..lesions import effective_outline_threshold
 
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     validate_volume(volume, source=str(args.input))
     report("load_model", 0.05, "loading model")
     model = load_model(args.model or default_model_for(volume.modality))
+    check_modality(volume, model, args.force_modality)
     threshold = model.spec.threshold if args.threshold is None else args.threshold
     outline = effective_outline_threshold(threshold, model.spec.outline_threshold if args.outline_threshold is None
                                           else args.outline_threshold)
