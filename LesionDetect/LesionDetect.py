@@ -15,6 +15,7 @@ from LesionDetectModuleLib.modelChoice import ModelChoice
 from LesionDetectModuleLib.protocol import ProgressEvent
 from LesionDetectModuleLib.results import findResults, setShowIn3D
 from LesionDetectModuleLib.resultsView import ResultsView
+from LesionDetectModuleLib.reviewPanel import ReviewPanel
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
@@ -109,6 +110,8 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = LesionDetectLogic()
         self.models = ModelChoice(self.ui.modelComboBox, self.ui.modelDescriptionLabel, self.logic.availableModels)
         self.results = ResultsView(self.ui.resultsTable)
+        self.review = ReviewPanel(self.ui, self.logic, self.results, self.parent,
+                                  lambda: self._parameterNode.detectionOptions())
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -123,6 +126,7 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.logic.cancel()
+        self.review.cleanup()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -134,7 +138,7 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         self.logic.cancel()
         self.setParameterNode(None)
-        self.results.show(None)
+        self.showResults(None)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -217,12 +221,13 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def showResults(self, nodes) -> None:
         count = self.results.show(nodes)
+        self.review.refresh()
         if nodes is not None:
             self.ui.statusLabel.text = f"{count} lesion(s) found. Click a row to jump to the lesion."
 
     def onResultClicked(self, row: int, column: int) -> None:
         if self.results.nodes is not None:
-            self.logic.jumpToLesion(self.results.nodes.points, self.results.labelAt(row))
+            self.review.select(self.results.labelAt(row))
 
     def onShow3DToggled(self, show: bool) -> None:
         if self.results.nodes is not None:

@@ -33,6 +33,7 @@ class DetectOptions:
     save_probability: bool = False
     surface_format: str | None = None
     resume: bool = False
+    dicom_seg: bool = False
 
 
 @dataclass
@@ -83,6 +84,13 @@ def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCac
     )
     progress("write", 0.95, f"writing outputs to {out_dir}")
     result.write(out_dir, volume_stem(path), options.save_probability, options.surface_format)
+    if options.dicom_seg:
+        from .writers.dicom_seg import write_case_dicom_seg
+
+        progress("write", 0.98, "writing the DICOM Segmentation")
+        reason = write_case_dicom_seg(path, out_dir / f"{volume_stem(path)}.seg.dcm", result, options.series_uid)
+        if reason is not None:
+            result.warnings.append(reason)
     return result
 
 

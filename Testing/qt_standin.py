@@ -62,6 +62,14 @@ class QObject:
     def connect(self, signature, slot):
         self._signals[signature.split("(")[0]].connect(slot)
 
+    def disconnect(self, signature, slot=None):
+        """PythonQt: one slot, or every slot of the signal when none is given."""
+        signal = self._signals[signature.split("(")[0]]
+        if slot is None:
+            signal.slots.clear()
+        else:
+            signal.disconnect(slot)
+
     def emit(self, signal, *args):
         if not self._blocked:
             for slot in list(self._signals[signal].slots):
@@ -208,6 +216,56 @@ class qMRMLNodeComboBox(QWidget):
             self.emit("currentNodeChanged", node)
 
 
+class QLineEdit(QWidget):
+    SIGNALS = ("editingFinished", "textChanged")
+    placeholderText = ""
+    text = Notifying("", "textChanged", convert=lambda widget, value: str(value))
+
+    def finishEditing(self):
+        """What the user's Enter (or leaving the field) does."""
+        self.emit("editingFinished")
+
+
+class ctkDirectoryButton(QWidget):
+    SIGNALS = ("directoryChanged",)
+    directory = Notifying("", "directoryChanged", convert=lambda widget, value: str(value))
+
+
+class QKeySequence:
+    def __init__(self, text):
+        self.text = str(text)
+
+    def toString(self):
+        return self.text
+
+
+class QShortcut(QObject):
+    """A shortcut of ``parent``'s window; ``press(key)`` on the parent triggers those with that key."""
+
+    SIGNALS = ("activated",)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.key, self.context, self.enabled = None, None, True
+
+    def setKey(self, key):
+        self.key = key
+
+    def setContext(self, context):
+        self.context = context
+
+    def setParent(self, parent):
+        if parent is None:
+            self.enabled = False
+
+
+def press(widget, key):
+    """Press ``key`` with the focus in ``widget``: every enabled shortcut of ``widget`` with that key fires."""
+    for child in widget.children():
+        if isinstance(child, QShortcut) and child.enabled and child.key.toString() == key:
+            child.emit("activated")
+
+
 class QTableWidgetItem:
     def __init__(self, text=""):
         self._text = str(text)
@@ -236,6 +294,16 @@ class QTableWidget(QWidget):
 
     def item(self, row, column):
         return self._cells.get((row, column))
+
+    def selectRow(self, row):
+        if 0 <= row < self._rows:
+            self._selected = row
+
+    def clearSelection(self):
+        self._selected = -1
+
+    def currentRow(self):
+        return getattr(self, "_selected", -1)
 
 
 class QTimer(QObject):
@@ -304,12 +372,14 @@ class _QtModule(types.ModuleType):
 
 qt = _QtModule("qt")
 for _class in (QObject, QWidget, QLabel, QProgressBar, QPushButton, QCheckBox, QDoubleSpinBox, QComboBox,
-               QTableWidget, QTableWidgetItem, QTimer, QSettings, QIcon):
+               QTableWidget, QTableWidgetItem, QTimer, QSettings, QIcon, QLineEdit, QKeySequence, QShortcut):
     setattr(qt, _class.__name__, _class)
 qt.QMessageBox = types.SimpleNamespace(Ok=0x400, Cancel=0x400000, Information=1, Warning=2, Critical=3, Question=4)
 qt.QApplication = types.SimpleNamespace(overrideCursor=lambda: None)
+qt.Qt = types.SimpleNamespace(WidgetWithChildrenShortcut=2)
 ctk = _QtModule("ctk")
 ctk.ctkSliderWidget, ctk.ctkCollapsibleButton, ctk.ctkMessageBox = ctkSliderWidget, QWidget, ctkMessageBox
+ctk.ctkDirectoryButton = ctkDirectoryButton
 
 
 class QFile:

@@ -90,7 +90,8 @@ def test_ui_file_holds_the_widgets_the_module_uses():
         "statusLabel": "QLabel", "show3DCheckBox": "QCheckBox", "resultsTable": "QTableWidget",
     }
     assert {name: widgets.get(name) for name in expected} == expected
-    source = (REPO / "LesionDetect" / "LesionDetect.py").read_text(encoding="utf-8")
+    source = "".join((REPO / "LesionDetect" / path).read_text(encoding="utf-8")
+                     for path in ("LesionDetect.py", "LesionDetectModuleLib/reviewPanel.py"))
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     assert used <= set(widgets), f"widgets used but not in the .ui: {used - set(widgets)}"
     bound = {prop[0].text for widget in root.iter("widget") for prop in widget.findall("property")

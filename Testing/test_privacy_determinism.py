@@ -5,6 +5,7 @@ are always removed, and byte-identical results for the same input, model and set
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 import signal
@@ -39,11 +40,17 @@ PHI = {  # DICOM tag → a value that must never leave the input
 NEEDLES = [b"Doe", b"Jane", b"PATIENT-ID-42", b"19700101", b"1970-01-01", b"OTHER-ID-77", b"Main Street", b"Smith",
            b"ACC-123456", b"Elsewhere"]
 DETERMINISTIC = (".lesions.csv", ".lesions.json", ".mrk.json", ".probability.nrrd")
+DICOM_SEG = ".seg.dcm"
+"""The one output that carries patient identifiers: a DICOM Segmentation must, for an archive to file it."""
+REQUIRED_IN_DICOM_SEG = [b"Doe", b"Jane", b"PATIENT-ID-42", b"19700101", b"Smith", b"ACC-123456"]
+"""Patient's name, ID and birth date, referring physician, accession number (Patient and General Study modules)."""
+WRITES_DICOM_SEG = importlib.util.find_spec("highdicom") is not None
 
 
 def write_identified_series(folder: Path, array: np.ndarray) -> Path:
     """An axial CT series carrying patient-identifying tags."""
-    return write_series(folder, array, uid="1.2.826.0.1.3680043.2.1125.7", extra_tags=PHI)
+    frame_of_reference = {"0020|0052": "1.2.826.0.1.3680043.2.1125.7.5"}  # a DICOM SEG references it
+    return write_series(folder, array, uid="1.2.826.0.1.3680043.2.1125.7", extra_tags={**PHI, **frame_of_reference})
 
 
 def identified_ct() -> np.ndarray:
@@ -86,7 +93,8 @@ def two_runs(tmp_path_factory):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "LESIONDETECT_MODELS": str(root / "models"), "TMPDIR": str(temp)}
         out = root / f"out{run}"
         done = lesiondetect("detect", series, "-o", out, "--model", bundle, "--progress", progress, "--device", "cpu",
-                            "--save-probability", "--save-surfaces", "stl", env=env)
+                            "--save-probability", "--save-surfaces", "stl", *["--dicom-seg"] * WRITES_DICOM_SEG,
+                            env=env)
         assert done.returncode == 0, done.stderr.decode()
         runs.append((done, out, temp))
     return series, runs
@@ -105,12 +113,19 @@ def test_the_input_really_carries_the_identifiers(two_runs):
 def test_no_identifier_in_any_output_file_or_log(two_runs):
     _, runs = two_runs
     for done, out, _ in runs:
-        files = [p for p in out.rglob("*") if p.is_file()]
+        files = [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(DICOM_SEG)]
         assert len(files) >= 6  # seg, points, csv, json, probability, at least one surface
         for path in files:
             assert found_in(readable_bytes(path)) == [], path
         assert found_in(done.stdout) == [] and found_in(done.stderr) == []
     assert b"lesion" in runs[1][0].stdout  # the lesion table was printed, and checked
+
+
+@pytest.mark.skipif(not WRITES_DICOM_SEG, reason="the DICOM SEG writer needs highdicom")
+def test_the_dicom_seg_carries_only_the_identifiers_dicom_requires(two_runs):
+    _, runs = two_runs
+    for _, out, _ in runs:
+        assert found_in((out / f"series{DICOM_SEG}").read_bytes()) == REQUIRED_IN_DICOM_SEG
 
 
 def test_no_temporary_file_is_left_in_the_output_or_the_temp_folder(two_runs):

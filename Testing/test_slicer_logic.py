@@ -21,6 +21,12 @@ def logicTestNames() -> list[str]:
         "test_damaged_or_inconsistent_results_change_nothing",
         "test_unusable_inputs_are_refused_before_anything_runs",
         "test_a_crash_is_reported_with_the_end_of_its_traceback",
+        "test_review_hides_rejected_lesions_and_survives_saving_and_reloading_the_scene",
+        "test_next_and_previous_step_by_confidence_and_centre_the_views",
+        "test_export_of_the_reviewed_set_carries_status_comment_origin_and_reloads",
+        "test_a_failed_export_writes_nothing",
+        "test_a_missed_lesion_is_added_at_a_point_and_nothing_on_normal_tissue",
+        "test_an_edited_segment_is_measured_again",
     ]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import vtk
 from qt_standin import qt
 
 pytest_plugins = ("real_slicer",)  # the `slicer` and `lesionDetect` fixtures
@@ -149,6 +150,134 @@ def test_panel_runs_fills_the_table_jumps_shows_3d_and_cancels(slicer, panel):
     assert temporaryLeftovers(slicer) == []
 
 
+def test_panel_review_steps_comments_accepts_rejects_and_exports(slicer, panel, tmp_path, caplog):
+    from qt_standin import press
+
+    volume, _, _, _, world = logicTestCase().makeVolume()
+    ui = panel.ui
+    ui.inputVolumeSelector.setCurrentNode(volume)
+    ui.applyButton.click()
+    waitUntilIdle(slicer, panel.logic)
+    assert ui.nextLesionButton.enabled and not ui.acceptLesionButton.enabled and not ui.commentLineEdit.enabled
+    assert ui.reviewSummaryLabel.text.startswith("2 lesion(s): 0 accepted, 0 rejected, 2 unreviewed")
+    red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
+
+    def centred_on(n):
+        np.testing.assert_allclose([red.GetSliceToRAS().GetElement(r, 3) for r in range(3)], world[n], atol=1e-3)
+
+    press(panel.parent, "N")  # equal confidence: table order
+    assert panel.review.currentLabel == "L1" and ui.resultsTable.currentRow() == 0
+    centred_on(0)
+    ui.commentLineEdit.text = "calcified"
+    ui.commentLineEdit.finishEditing()
+    press(panel.parent, "A")  # accept, then on to the next
+    assert panel.review.currentLabel == "L2" and ui.commentLineEdit.text == ""
+    centred_on(1)
+    press(panel.parent, "R")
+    nodes = panel.results.nodes
+    assert not nodes.segmentation.GetDisplayNode().GetSegmentVisibility("Lesion_2")
+    assert not nodes.points.GetNthControlPointVisibility(1)
+    assert [ui.resultsTable.item(n, 4).text() for n in range(2)] == ["accepted", "rejected"]
+    assert panel.review.currentLabel == "L1" and ui.commentLineEdit.text == "calcified"  # wrapped round
+    press(panel.parent, "P")
+    assert panel.review.currentLabel == "L2"
+    assert ui.reviewSummaryLabel.text.startswith("2 lesion(s): 1 accepted, 1 rejected, 0 unreviewed")
+    ui.resultsTable.emit("cellClicked", 0, 3)
+    assert panel.review.currentLabel == "L1"
+    centred_on(0)
+
+    box = np.zeros(slicer.util.arrayFromVolume(volume).shape, np.uint8)
+    box[6:10, 10:15, 16:22] = 1  # the reader redraws lesion 1 in Segment Editor
+    importlib.import_module("LesionDetectModuleLib.logicTests").editSegment(nodes.segmentation, volume, "Lesion_1", box)
+    deadline = time.monotonic() + 5
+    while ui.resultsTable.item(0, 2).text() != f"{120 * 0.7 * 1.1 * 2.5:.1f}":
+        assert time.monotonic() < deadline, "the edited lesion was not measured again"
+        slicer.app.processEvents()
+        time.sleep(0.05)
+    assert ui.statusLabel.text == "Measured again after the edit: L1."
+
+    ui.exportDirectoryButton.directory = str(tmp_path / "export")
+    ui.exportReviewButton.click()
+    assert sorted(path.name for path in (tmp_path / "export").iterdir()) == [
+        f"Patient_MR{suffix}" for suffix in (".lesions.csv", ".lesions.json", ".mrk.json", ".review.txt", ".seg.nrrd")]
+    assert ui.statusLabel.text == f"Reviewed set exported to {tmp_path / 'export'}."
+    with caplog.at_level(logging.ERROR):
+        ui.exportDicomSegButton.click()  # a volume that did not come from Slicer's DICOM database
+    assert any("not loaded from Slicer's DICOM database" in message for message in caplog.messages)
+    panel.review.removeShortcuts()
+    press(panel.parent, "N")
+    assert panel.review.currentLabel == "L1"  # the shortcuts are gone
+
+
+def test_panel_adds_a_missed_lesion_at_a_placed_point_or_says_there_is_none(slicer, panel):
+    volume, _, _, world, normalTissue, _ = logicTestCase().makeVolumeWithAMissedLesion()
+    ui = panel.ui
+    ui.inputVolumeSelector.setCurrentNode(volume)
+    ui.applyButton.click()
+    waitUntilIdle(slicer, panel.logic)
+    assert ui.resultsTable.rowCount() == 1 and ui.addLesionButton.enabled
+    interaction = slicer.mrmlScene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+
+    for point, rows, status in ((world[1], 2, "Added lesion L2 (accepted, added by the reader)."),
+                                (normalTissue, 2, "Nothing lesion-like at that point; no lesion was added.")):
+        ui.addLesionButton.click()
+        placed = panel.review.placedPoints
+        assert interaction.GetCurrentInteractionMode() == interaction.Place and ui.statusLabel.text.startswith("Click")
+        placed.AddControlPoint(vtk.vtkVector3d(*point), "")  # the reader's click in a slice view
+        assert panel.logic.isRunning and not ui.addLesionButton.enabled
+        waitUntilIdle(slicer, panel.logic)
+        assert ui.statusLabel.text == status and ui.resultsTable.rowCount() == rows
+        assert placed.GetScene() is None and panel.review.placedPoints is None
+    assert [ui.resultsTable.item(1, column).text() for column in (0, 4)] == ["L2", "accepted"]
+    assert panel.logic.processRunner.commands[-1][3] == "add-lesion"
+
+
+def test_accepted_lesions_go_out_as_a_dicom_seg_over_the_source_series(slicer, lesionDetect, tmp_path,
+                                                                      monkeypatch):
+    """The volume as Slicer's DICOM module loads an oblique series (its instance UIDs, the database's files) →
+    detection, review → `exportDicomSeg`: the accepted lesion only, on the source slices."""
+    pytest.importorskip("highdicom")
+    import pydicom
+    from test_dicom_seg import write_oblique_series
+
+    from LesionDetectLib.io import read_volume
+
+    k, j, i = np.mgrid[0:10, 0:30, 0:36]
+    voxels = np.full((10, 30, 36), 0, np.int16)
+    voxels[1:9, 3:27, 3:33] = 100
+    voxels[(i - 10) ** 2 + (j - 10) ** 2 + ((k - 4) * 2) ** 2 <= 20] = 400
+    voxels[(i - 26) ** 2 + (j - 20) ** 2 + ((k - 6) * 2) ** 2 <= 12] = 400
+    rotation = importlib.import_module("LesionDetectModuleLib.logicTests").rotation((1, 1, 0.3), 35)
+    series = write_oblique_series(tmp_path / "series", voxels, rotation @ np.diag([1, -1, 1]), (0.8, 0.9, 2.5),
+                                  (-61.5, 20.25, 133.0))
+    files = {pydicom.dcmread(path).SOPInstanceUID: str(path) for path in sorted(series.iterdir())}
+    read = read_volume(series)
+    volume = slicer.util.addVolumeFromArray(read.array, read.ijk_to_ras(), name="CT")
+    volume.SetAttribute("DICOM.instanceUIDs", " ".join(files))
+    monkeypatch.setattr(slicer, "dicomDatabase", types.SimpleNamespace(fileForInstance=files.get), raising=False)
+    logic = lesionDetect.LesionDetectLogic(processRunner=runner(), findModule=lambda name: True)
+    _, _, table = logic.process(volume)
+    assert table.GetNumberOfRows() == 2
+    assert logic.exportDicomSeg(volume, str(tmp_path / "none.seg.dcm")) is None  # nothing accepted yet
+    logic.setLesionStatus(volume, "L1", "rejected")
+    logic.setLesionStatus(volume, "L2", "accepted")
+    path = logic.exportDicomSeg(volume, str(tmp_path / "out" / "CT.seg.dcm"))
+    seg = pydicom.dcmread(path)
+    assert [(s.SegmentLabel, s.TrackingID) for s in seg.SegmentSequence] == [("Lesion 2", "L2")]
+    voxelCount = importlib.import_module("LesionDetectModuleLib.results").lesionRows(table)[1]["voxel_count"]
+    assert int(seg.pixel_array.sum()) == voxelCount
+    sources = {uid: pydicom.dcmread(file) for uid, file in files.items()}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        np.testing.assert_allclose(frame.PlanePositionSequence[0].ImagePositionPatient,
+                                   sources[uid].ImagePositionPatient, atol=1e-3)
+    assert temporaryLeftovers(slicer) == [] and not (tmp_path / "none.seg.dcm").exists()
+    volume.SetAttribute("DICOM.instanceUIDs", "")
+    with pytest.raises(importlib.import_module("LesionDetectModuleLib.errors").DetectionError,
+                       match="not loaded from Slicer's DICOM database"):
+        logic.exportDicomSeg(volume, str(tmp_path / "again.seg.dcm"))
+
+
 def test_panel_shows_the_failure_and_the_warnings(slicer, panel, caplog):
     volume, *_ = logicTestCase().makeVolume()
     panel.ui.inputVolumeSelector.setCurrentNode(volume)
@@ -221,6 +350,23 @@ def test_readme_console_example_runs_as_written(slicer, panel, capsys):
     np.testing.assert_allclose([float(v) for v in match.group(1).split(",")], world[0], atol=1e-3)
     command = panel.logic.processRunner.commands[-1]
     assert command[command.index("--model") + 1] == "brain-mri-lesions"
+
+
+def readme_review_example() -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## In 3D Slicer"):]
+    return re.search(r"\*\*Review from Python\*\* \(after the run above\):\s+```python\n(.*?)```", section,
+                     re.DOTALL).group(1)
+
+
+def test_readme_review_example_runs_as_written(slicer, panel, capsys):
+    logicTestCase().makeVolume(name="MSFLAIR")
+    namespace = {"slicer": slicer}
+    exec(compile(readme_console_example(), "README.md", "exec"), namespace)
+    exec(compile(readme_review_example(), "README.md", "exec"), namespace)
+    assert capsys.readouterr().out.splitlines()[-1] == "{'unreviewed': 0, 'accepted': 1, 'rejected': 1}"
+    assert all(os.path.isfile(path) for path in namespace["paths"].values())
+    assert namespace["logic"].lesionReview(namespace["volumeNode"], "L1")["comment"] == "enhancing rim"
 
 
 #
@@ -355,6 +501,36 @@ def test_real_detection_end_to_end(slicer, lesionDetect):
     assert points.GetNumberOfControlPoints() >= 1
     nearest = min(np.linalg.norm(np.subtract(points.GetNthControlPointPositionWorld(0), centre)) for centre in world)
     assert nearest < 2.0  # resampled to the model grid and back
+    assert temporaryLeftovers(slicer) == []
+
+
+@pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "brain-tumour-mri").is_dir(),
+                    reason="needs the real glioma FLAIR in ../shared/data/brain-tumour-mri")
+def test_real_add_by_click_on_a_real_scan(slicer, lesionDetect):
+    """Everything real but the GUI: `addLesionAt` with the shipped brain model in a real detection process, on a real
+    glioma FLAIR whose tumour the reader clicks (after a run that found nothing: a stricter threshold), and on the
+    mirrored point of the healthy hemisphere, where nothing is added."""
+    if importlib.util.find_spec("monai") is None or importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch and MONAI")
+    from LesionDetectLib.io import read_volume
+
+    case = REPO.parent / "shared" / "data" / "brain-tumour-mri" / "Brats18_2013_11_1"
+    flair, truth = read_volume(case / "flair.nii.gz"), read_volume(case / "label.nii.gz").array > 0
+    volume = slicer.util.addVolumeFromArray(flair.array, flair.ijk_to_ras(), name="FLAIR")
+    logic = lesionDetect.LesionDetectLogic()
+    _, _, table = logic.process(volume, model="brain-mri-lesions", threshold=0.99, minimumLesionSizeMm3=1e7,
+                                device="cpu")
+    assert table.GetNumberOfRows() == 0
+    k, j, i = (float(np.mean(axis)) for axis in np.nonzero(truth))
+    mirrored = flair.shape_ijk[0] - 1 - i
+    for column, expected in ((mirrored, None), (i, "L1")):
+        ras = (flair.ijk_to_ras() @ np.array([column, j, k, 1.0]))[:3]
+        assert logic.addLesionAt(volume, ras, model="brain-mri-lesions", device="cpu") == expected
+    seg, points, table = importlib.import_module("LesionDetectModuleLib.results").findResults(volume)
+    row = importlib.import_module("LesionDetectModuleLib.results").lesionRows(table)[0]
+    assert (row["status"], row["origin"]) == ("accepted", "reader") and row["volume_mm3"] > 10000
+    ijk = np.linalg.inv(flair.ijk_to_ras()) @ np.array([*points.GetNthControlPointPositionWorld(0), 1.0])
+    assert truth[tuple(int(round(v)) for v in ijk[2::-1])]  # the added lesion's centre lies in the tumour
     assert temporaryLeftovers(slicer) == []
 
 

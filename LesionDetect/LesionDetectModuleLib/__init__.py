@@ -7,8 +7,11 @@
 - `parameters`: `DetectionOptions` (one object for the command line) and the module's parameter node;
 - `dependencies`: which Python packages the detection needs, and their installation;
 - `results`: the detection's files → segmentation, point list and table nodes next to the input;
+- `review`: the reader's review stored in those nodes (status, comment, origin), review order, export;
+- `addedLesion`: a lesion the reader added at a point, merged into those nodes;
+- `measurements`: each lesion measured again from its segment after an edit;
 - `logic`: `LesionDetectLogic`, the scriptable entry point;
-- `modelChoice`, `resultsView`: the panel's model list and results table;
+- `modelChoice`, `resultsView`, `reviewPanel`: the panel's model list, results table and review controls;
 - `logicTests`, `testRunners`, `intensityModel`: the logic tests that run in pytest and in Slicer's self-test
   alike, the runner they use and the stand-in model it runs.
 

@@ -2,7 +2,8 @@
 ``LEVEL`` a lesion, and the outputs are written by the library's own post-processing and writers.
 
 Run as ``python intensityModel.py INPUT.nrrd OUTPUT_FOLDER [--warning TEXT] [--hang] [--crash]
-[--drop-last-segment]``; it prints ``--progress jsonl`` lines like the real command. It needs LesionDetectLib only
+[--drop-last-segment] [--add-at R A S]`` (``--add-at``: as ``add-lesion``, the library's own local outline of the
+lesion at that point, or no file when nothing is there); it prints ``--progress jsonl`` lines like the real command. It needs LesionDetectLib only
 (no slicer, no torch), so it runs in a plain Python or ``PythonSlicer`` process.
 """
 
@@ -22,6 +23,22 @@ def report(stage: str, fraction: float, message: str) -> None:
     print(json.dumps({"stage": stage, "fraction": fraction, "message": message}), flush=True)
 
 
+def intensityProbability(volume) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(volume.array.astype(np.float32) - LEVEL) / 10.0))
+
+
+def writeAddedLesion(inputPath: str, outputFolder: str, ras) -> int:
+    """The lesion at ``ras`` (the file's RAS) as ``volume.*`` outputs, or none; returns the number written."""
+    from LesionDetectLib.add_lesion import lesion_at
+    from LesionDetectLib.io import read_volume
+
+    right, anterior, superior = ras
+    result = lesion_at(read_volume(inputPath), intensityProbability, (-right, -anterior, superior), 0.25, "intensity")
+    if result is not None:
+        result.write(outputFolder, STEM)
+    return 0 if result is None else 1
+
+
 def writeOutputs(inputPath: str, outputFolder: str, dropLastSegment: bool = False) -> int:
     """Detect the bright regions of ``inputPath`` and write ``volume.*`` outputs; returns the number of lesions."""
     from LesionDetectLib.io import read_volume
@@ -30,7 +47,7 @@ def writeOutputs(inputPath: str, outputFolder: str, dropLastSegment: bool = Fals
     from LesionDetectLib.writers import write_segmentation
 
     volume = read_volume(inputPath)
-    probability = 1.0 / (1.0 + np.exp(-(volume.array.astype(np.float32) - LEVEL) / 10.0))
+    probability = intensityProbability(volume)
     lesions, labels = from_probability(probability, volume, 0.5)
     result = DetectionResult(volume, lesions, labels, probability, 0.5, "intensity")
     paths = result.write(outputFolder, STEM)
@@ -48,6 +65,7 @@ def main() -> None:
     parser.add_argument("--hang", action="store_true", help="wait to be cancelled")
     parser.add_argument("--crash", action="store_true", help="die with a traceback and no progress line")
     parser.add_argument("--drop-last-segment", action="store_true")
+    parser.add_argument("--add-at", nargs=3, type=float, default=None)
     args = parser.parse_args()
     if args.crash:
         raise RuntimeError("CUDA error: out of memory")
@@ -57,7 +75,8 @@ def main() -> None:
     if args.hang:
         time.sleep(120)
     report("inference", 0.5, "thresholding")
-    count = writeOutputs(args.input, args.output, args.drop_last_segment)
+    count = (writeAddedLesion(args.input, args.output, args.add_at) if args.add_at
+             else writeOutputs(args.input, args.output, args.drop_last_segment))
     report("done", 1.0, f"{count} lesion(s)")
 
 

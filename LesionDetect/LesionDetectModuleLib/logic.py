@@ -19,9 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
-from . import dependencies, library, results
+from LesionDetectLib.review import ACCEPTED
+
+from . import addedLesion, dependencies, library, measurements, results, review
 from .errors import DetectionCancelledError, DetectionError, DetectionFailedError, MissingDependenciesError
 from .parameters import DetectionOptions, LesionDetectParameterNode
 from .protocol import CANCELLED_EXIT_CODE, ProgressEvent, errorMessage, parseProgressLine
@@ -29,18 +32,22 @@ from .results import DetectionNodes
 from .runner import ProcessRunner, SubprocessRunner
 
 INPUT_STEM = "volume"
+OUTPUT_FOLDER = "output"
+"""The run's outputs go into this folder of its temporary folder."""
 VOLUME_FILE_FORMAT = "NRRD (.nrrd)"
 """The format string of Slicer's volume storage node for ``.nrrd`` (as `slicer.util.exportNode` would find it)."""
 
 
 @dataclass
 class RunOutcome:
-    """How a run ended: result nodes (with the detection's warnings), an error message, or cancelled."""
+    """How a run ended: result nodes (with the detection's warnings), an error message, or cancelled; for
+    `addLesionAt`, the added lesion's label (None: nothing lesion-like there)."""
 
     nodes: DetectionNodes | None = None
     error: str | None = None
     cancelled: bool = False
     warnings: list[str] = field(default_factory=list)
+    addedLabel: str | None = None
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -53,7 +60,7 @@ class _Run:
 
     volumeNode: object
     folder: str
-    options: DetectionOptions
+    load: Callable[[str], RunOutcome]  # output folder → the outcome of a successful run
     progressCallback: ProgressCallback | None
     completionCallback: CompletionCallback | None
     cancelRequested: bool = False
@@ -134,6 +141,50 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         when the run ends; otherwise failures raise `DetectionFailedError` / `DetectionCancelledError`.
         """
         options = dataclasses.replace(options or DetectionOptions(), **optionValues)
+
+        def load(outputFolder: str) -> RunOutcome:
+            return RunOutcome(nodes=results.loadResults(outputFolder, INPUT_STEM, volumeNode, options.showIn3D))
+
+        run = self._start(volumeNode, lambda folder: self.detectCommand(
+            self.writeInput(volumeNode, folder), os.path.join(folder, OUTPUT_FOLDER), options), load,
+            progressCallback, completionCallback)
+        if not waitForCompletion:
+            return None
+        return self._wait(run).nodes
+
+    def addLesionAt(self, volumeNode, rasPoint, options: DetectionOptions | None = None, *,
+                    waitForCompletion: bool = True, progressCallback: ProgressCallback | None = None,
+                    completionCallback: CompletionCallback | None = None, **optionValues) -> str | None:
+        """Add the lesion the reader points at: ``rasPoint`` (world RAS, e.g. a placed point or the crosshair) →
+        the model on a local window around it, in the detection process (``lesiondetect add-lesion``) → a new
+        lesion of ``volumeNode``'s results (segment, point, table row), accepted, origin "reader". Returns its label,
+        or None when nothing lesion-like is there (then nothing is added). ``options`` as for `process`."""
+        options = dataclasses.replace(options or DetectionOptions(), **optionValues)
+        nodes = self.resultsFor(volumeNode)
+        localPoint = self.localPoint(volumeNode, rasPoint)
+
+        def load(outputFolder: str) -> RunOutcome:
+            return RunOutcome(nodes=nodes, addedLabel=addedLesion.addFromFiles(outputFolder, INPUT_STEM, nodes))
+
+        run = self._start(volumeNode, lambda folder: [
+            *self.libraryCommand(), "add-lesion", self.writeInput(volumeNode, folder),
+            "--at", *(repr(float(value)) for value in localPoint), "-o", os.path.join(folder, OUTPUT_FOLDER),
+            "--progress", "jsonl", "--quiet", *options.commandArguments()], load, progressCallback, completionCallback)
+        if not waitForCompletion:
+            return None
+        return self._wait(run).addedLabel
+
+    @staticmethod
+    def localPoint(volumeNode, rasPoint) -> list[float]:
+        """``rasPoint`` (world) in the volume's own RAS, without its parent transforms (the files' coordinates)."""
+        toLocal = vtk.vtkGeneralTransform()
+        slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, volumeNode.GetParentTransformNode(), toLocal)
+        return list(toLocal.TransformPoint([float(value) for value in rasPoint]))
+
+    def _start(self, volumeNode, commandFor: Callable[[str], list[str]], load: Callable[[str], RunOutcome],
+               progressCallback: ProgressCallback | None, completionCallback: CompletionCallback | None) -> _Run:
+        """Check and start ``commandFor(runFolder)`` (which writes its inputs into the run's temporary folder and
+        its outputs into `OUTPUT_FOLDER` there); ``load(outputFolder)`` makes the outcome when it succeeds."""
         if self.isRunning:
             raise DetectionError("A lesion detection is already running; wait for it to finish or cancel it.")
         self.checkInputVolume(volumeNode)
@@ -144,10 +195,10 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
                 "'Detect lesions' to install them, or call LesionDetectLogic().installDependencies()."
             )
         folder = tempfile.mkdtemp(prefix="LesionDetect-", dir=slicer.app.temporaryPath)
-        run = _Run(volumeNode, folder, options, progressCallback, completionCallback)
+        run = _Run(volumeNode, folder, load, progressCallback, completionCallback)
         try:
             run.report(ProgressEvent("read", 0.0, "writing the volume for the detection process"))
-            command = self.detectCommand(self.writeInput(volumeNode, folder), os.path.join(folder, "output"), options)
+            command = commandFor(folder)
             environment = library.processEnvironment()
             self._run = run
             self.processRunner.start(command, environment, self._onStdoutLine, self._onStderrLine, self._onFinished)
@@ -155,14 +206,16 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
             self._run = None
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        if not waitForCompletion:
-            return None
+        return run
+
+    def _wait(self, run: _Run) -> RunOutcome:
+        """Wait for ``run`` to end; its outcome, or `DetectionFailedError` / `DetectionCancelledError`."""
         self.processRunner.wait()
         if run.outcome.cancelled:
             raise DetectionCancelledError("Lesion detection was cancelled.")
         if run.outcome.error:
             raise DetectionFailedError(run.outcome.error)
-        return run.outcome.nodes
+        return run.outcome
 
     @staticmethod
     def writeInput(volumeNode, folder: str) -> str:
@@ -174,9 +227,13 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
             raise DetectionError(f"Could not write the volume '{volumeNode.GetName()}' to {folder}.")
         return path
 
+    def libraryCommand(self) -> list[str]:
+        """``PythonSlicer -m LesionDetectLib``: the detection process's command, without its subcommand."""
+        return [library.pythonExecutable(self.pythonExecutable), "-m", library.LIBRARY]
+
     def detectCommand(self, inputPath: str, outputFolder: str, options: DetectionOptions) -> list[str]:
-        return [library.pythonExecutable(self.pythonExecutable), "-m", library.LIBRARY, "detect", inputPath,
-                "-o", outputFolder, "--progress", "jsonl", "--quiet", *options.commandArguments()]
+        return [*self.libraryCommand(), "detect", inputPath, "-o", outputFolder, "--progress", "jsonl", "--quiet",
+                *options.commandArguments()]
 
     def cancel(self) -> None:
         """Stop the running detection; the scene is left as it was and temporary files are removed."""
@@ -221,9 +278,88 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         if run.volumeNode.GetScene() is None:
             return RunOutcome(error="The input volume was removed from the scene during the detection.")
         run.report(ProgressEvent("load", 1.0, "creating segmentation, points and table"))
-        nodes = results.loadResults(os.path.join(run.folder, "output"), INPUT_STEM, run.volumeNode,
-                                    run.options.showIn3D)
-        return RunOutcome(nodes=nodes, warnings=run.warnings)
+        outcome = run.load(os.path.join(run.folder, OUTPUT_FOLDER))
+        outcome.warnings = run.warnings
+        return outcome
+
+    @staticmethod
+    def resultsFor(volumeNode) -> DetectionNodes:
+        """The result nodes of ``volumeNode``; `DetectionError` if it has none."""
+        nodes = results.findResults(volumeNode)
+        if nodes is None:
+            name = volumeNode.GetName() if volumeNode is not None else "no volume"
+            raise DetectionError(f"There are no lesion detection results for '{name}'; detect lesions first.")
+        return nodes
+
+    def setLesionStatus(self, volumeNode, label: str, status: str) -> None:
+        """Mark lesion ``label`` (``L1``…) unreviewed, accepted or rejected; a rejected lesion's segment and point
+        are hidden (never deleted), and shown again when its status changes."""
+        review.setStatus(self.resultsFor(volumeNode), label, status)
+
+    def setLesionComment(self, volumeNode, label: str, comment: str) -> None:
+        review.setComment(self.resultsFor(volumeNode), label, comment)
+
+    def lesionReview(self, volumeNode, label: str) -> dict[str, str]:
+        """``{"status", "comment", "origin"}`` of lesion ``label``."""
+        return review.lesionReview(self.resultsFor(volumeNode).table, label)
+
+    def reviewOrder(self, volumeNode) -> list[str]:
+        """The lesions' labels, most confident first: the order next/previous steps through."""
+        return review.reviewOrder(self.resultsFor(volumeNode).table)
+
+    def stepLesion(self, volumeNode, currentLabel: str | None, step: int = 1) -> str | None:
+        """Go ``step`` lesions on from ``currentLabel`` in review order and centre the views there; its label."""
+        nodes = self.resultsFor(volumeNode)
+        label = review.stepLesion(nodes.table, currentLabel, step)
+        if label is not None:
+            self.jumpToLesion(nodes.points, label)
+        return label
+
+    def updateMeasurements(self, volumeNode) -> list[str]:
+        """Measure the lesions again from their segments (after a Segment Editor edit): voxel count, volume and
+        diameters in the table; returns the labels that changed."""
+        return measurements.updateMeasurements(self.resultsFor(volumeNode), volumeNode)
+
+    def reviewSummary(self, volumeNode) -> dict:
+        """Counts and total volumes by status (``LesionDetectLib.review.review_summary``)."""
+        return review.summary(self.resultsFor(volumeNode).table)
+
+    def exportReviewedSet(self, volumeNode, folder: str, stem: str | None = None) -> dict[str, str]:
+        """Write the reviewed lesions of ``volumeNode`` into ``folder`` as ``<stem>.seg.nrrd``, ``.mrk.json``,
+        ``.lesions.csv``/``.json`` (with each lesion's status, comment and origin) and ``.review.txt`` (the
+        summary), all or none; ``stem`` defaults to the volume's name. Returns the paths by kind."""
+        from LesionDetectLib.errors import OutputError
+
+        nodes = self.resultsFor(volumeNode)
+        if not folder:
+            raise DetectionError("Choose the folder to export the reviewed lesions to.")
+        try:
+            return review.exportReviewedSet(nodes, folder, stem or review.fileStem(volumeNode.GetName()))
+        except (OutputError, OSError) as error:
+            raise DetectionError(f"The reviewed lesions were not exported: {error}") from error
+
+    def exportDicomSeg(self, volumeNode, path: str, sourceFiles: list[str] | None = None) -> str | None:
+        """Write the accepted lesions of ``volumeNode`` as a DICOM Segmentation at ``path``, over the volume's source
+        series: ``sourceFiles``, by default the files Slicer's DICOM database holds for the volume. Made by the
+        detection process (``lesiondetect dicom-seg``, highdicom); returns ``path``, or None (no file) when no
+        lesion is accepted. Failures raise `DetectionFailedError`."""
+        nodes = self.resultsFor(volumeNode)
+        sourceFiles = sourceFiles or review.dicomSourceFiles(volumeNode)
+        accepted = [row for row in results.lesionRows(nodes.table) if row["status"] == ACCEPTED]
+        if not accepted:
+            return None
+
+        def command(folder: str) -> list[str]:
+            labelmap, table = review.writeLabelmapAndTable(nodes, volumeNode, accepted, folder)
+            return [*self.libraryCommand(), "dicom-seg", labelmap, "--table", table, "--source", *sourceFiles,
+                    "-o", os.path.join(folder, OUTPUT_FOLDER, "lesions.seg.dcm")]
+
+        def load(outputFolder: str) -> RunOutcome:
+            review.publish(os.path.join(outputFolder, "lesions.seg.dcm"), path)
+            return RunOutcome(nodes=nodes)
+
+        self._wait(self._start(volumeNode, command, load, None, None))
+        return path
 
     @staticmethod
     def jumpToLesion(pointsNode, label: str) -> None:

@@ -25,6 +25,8 @@ from typing import NamedTuple
 import slicer
 import vtk
 
+from LesionDetectLib.review import REVIEW_COLUMNS, review_columns, reviewed_rows
+
 from .errors import ResultsError
 
 INPUT_VOLUME_ATTRIBUTE = "LesionDetect.InputVolumeID"
@@ -64,10 +66,11 @@ def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False
     created = []
     try:
         columns, rows = readLesionTable(paths["table"])
+        rows, columns = reviewed_rows(rows, columns), review_columns(columns)  # unreviewed unless the file says
         checkLabelMapReadable(paths["segmentation"])
-        segmentation = _loadOne(paths["segmentation"], "SegmentationFile", created)
-        points = _loadOne(paths["points"], "MarkupsFile", created)
-        created.append(tableNodeFromRows(columns, rows))
+        segmentation = loadOne(paths["segmentation"], "SegmentationFile", created)
+        points = loadOne(paths["points"], "MarkupsFile", created)
+        created.append(tableNodeFromRows(columns, rows, textColumns=REVIEW_COLUMNS))
         nodes = DetectionNodes(segmentation, points, created[-1])
         checkAgreement(nodes, rows)
     except Exception as error:
@@ -78,10 +81,13 @@ def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False
     _adopt(nodes, volumeNode)
     nodes.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
     setShowIn3D(nodes.segmentation, showIn3D)
+    from .review import showReview  # here: `review` builds on this module
+
+    showReview(nodes)
     return nodes
 
 
-def _loadOne(path: str, fileType: str, created: list):
+def loadOne(path: str, fileType: str, created: list):
     """Read ``path`` with Slicer's reader for ``fileType``; every node it made goes into ``created``."""
     loaded = list(slicer.util.loadNodesFromFile(path, fileType))
     created.extend(loaded)
@@ -184,19 +190,25 @@ def setShowIn3D(segmentationNode, show: bool) -> None:
         displayNode.SetVisibility3D(show)
 
 
-def tableNodeFromRows(columnNames: list[str], rows: list[dict[str, str]]):
-    """A read-only table node with typed columns (integers, reals, text) in the CSV's column order."""
+def tableNodeFromRows(columnNames: list[str], rows: list[dict[str, str]], textColumns=()):
+    """A read-only table node with typed columns (integers, reals, text; ``textColumns`` always text) in the CSV's
+    column order."""
     tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
+    addTypedColumns(tableNode, columnNames, rows, textColumns)
+    tableNode.SetLocked(True)
+    return tableNode
+
+
+def addTypedColumns(tableNode, columnNames: list[str], rows: list[dict[str, str]], textColumns=()) -> None:
+    """Add one column per name to ``tableNode``, typed from the rows' values (see `tableNodeFromRows`)."""
     for name in columnNames:
         values = [row[name] for row in rows]
-        kind = _columnKind(values)
+        kind = "text" if name in textColumns else _columnKind(values)
         array = {"int": vtk.vtkIntArray, "float": vtk.vtkDoubleArray, "text": vtk.vtkStringArray}[kind]()
         array.SetName(name)
         for value in values:
             array.InsertNextValue({"int": int, "float": _float, "text": str}[kind](value))
         tableNode.AddColumn(array)
-    tableNode.SetLocked(True)
-    return tableNode
 
 
 def _float(text: str) -> float:

@@ -1,6 +1,9 @@
-"""The panel's results table: one row per lesion (label, confidence, volume, diameter); a row names its point."""
+"""The panel's results table: one row per lesion (label, confidence, volume, diameter, review status); a row names
+its point."""
 
 from __future__ import annotations
+
+import math
 
 import qt
 
@@ -8,8 +11,12 @@ from . import results
 from .results import DetectionNodes
 
 
+def _number(value, digits: int) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
 class ResultsView:
-    """Shows a run's `DetectionNodes` in ``tableWidget`` (a QTableWidget with four columns)."""
+    """Shows a run's `DetectionNodes` in ``tableWidget`` (a QTableWidget with five columns)."""
 
     def __init__(self, tableWidget) -> None:
         self.tableWidget = tableWidget
@@ -21,8 +28,8 @@ class ResultsView:
         rows = results.lesionRows(nodes.table) if nodes else []
         self.tableWidget.setRowCount(len(rows))
         for rowIndex, row in enumerate(rows):
-            cells = (row["label"], f"{row['confidence_max']:.2f}", f"{row['volume_mm3']:.1f}",
-                     f"{row['longest_axial_diameter_mm']:.1f}")
+            cells = (row["label"], _number(row["confidence_max"], 2), _number(row["volume_mm3"], 1),
+                     _number(row["longest_axial_diameter_mm"], 1), row["status"])
             for columnIndex, text in enumerate(cells):
                 self.tableWidget.setItem(rowIndex, columnIndex, qt.QTableWidgetItem(text))
         return len(rows)
@@ -30,3 +37,11 @@ class ResultsView:
     def labelAt(self, row: int) -> str:
         """The point label (``L1``…) of a table row."""
         return self.tableWidget.item(row, 0).text()
+
+    def selectLabel(self, label: str | None) -> None:
+        """Highlight the row of lesion ``label`` (none for None)."""
+        labels = [self.labelAt(row) for row in range(self.tableWidget.rowCount())]
+        if label in labels:
+            self.tableWidget.selectRow(labels.index(label))
+        else:
+            self.tableWidget.clearSelection()

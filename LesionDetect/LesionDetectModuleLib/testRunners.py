@@ -13,9 +13,9 @@ INTENSITY_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inte
 
 
 class IntensityModelRunner(SubprocessRunner):
-    """Runs ``<python> intensityModel.py INPUT OUTPUT *arguments`` in a real process instead of ``detect``, with the
-    detection command's own Python, input, output folder and environment; ``damage(outputFolder)`` runs before the
-    logic is told the process finished."""
+    """Runs ``<python> intensityModel.py INPUT OUTPUT *arguments`` in a real process instead of ``detect`` (or of
+    ``add-lesion``, passing its point as ``--add-at``; other commands run unchanged), with the command's own Python, input, output folder and
+    environment; ``damage(outputFolder)`` runs before the logic is told the process finished."""
 
     def __init__(self, *arguments: str, damage: Callable[[str], None] | None = None) -> None:
         super().__init__(pollIntervalMs=20, terminateGraceS=1.0)
@@ -25,12 +25,18 @@ class IntensityModelRunner(SubprocessRunner):
     def start(self, command: Sequence[str], environment: dict[str, str] | None, onStdoutLine: LineCallback,
               onStderrLine: LineCallback, onFinished: FinishedCallback) -> None:
         self.commands.append(list(command))
-        inputPath, outputFolder = command[command.index("detect") + 1], command[command.index("-o") + 1]
+        if "detect" not in command and "add-lesion" not in command:  # another subcommand runs as it is
+            super().start(command, environment, onStdoutLine, onStderrLine, onFinished)
+            return
+        subcommand = "add-lesion" if "add-lesion" in command else "detect"
+        inputPath, outputFolder = command[command.index(subcommand) + 1], command[command.index("-o") + 1]
+        point = command[command.index("--at") + 1:command.index("--at") + 4] if subcommand == "add-lesion" else []
 
         def finished(exitCode: int) -> None:
             if self.damage is not None and exitCode == 0:
                 self.damage(outputFolder)
             onFinished(exitCode)
 
-        super().start([command[0], INTENSITY_MODEL, inputPath, outputFolder, *self.arguments], environment,
+        super().start([command[0], INTENSITY_MODEL, inputPath, outputFolder, *self.arguments,
+                       *(["--add-at", *point] if point else [])], environment,
                       onStdoutLine, onStderrLine, finished)

@@ -10,7 +10,7 @@ import sys
 
 from ..errors import CancelledError, LesionDetectError
 
-SUBCOMMANDS = ("detect", "compare", "models", "demo", "train", "evaluate")
+SUBCOMMANDS = ("detect", "compare", "add_lesion", "dicom_seg", "models", "demo", "train", "evaluate")
 ERROR_PREFIX = "lesiondetect: error: "
 """Starts the one stderr line of a failed command; the Slicer module reads it (shared, so defined once)."""
 

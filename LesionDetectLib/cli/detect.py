@@ -39,6 +39,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--save-surfaces", choices=("vtp", "stl"), help="also write one mesh per lesion")
     parser.add_argument("--force-modality", action="store_true", help="run even if the model's modality differs")
     parser.add_argument("--series-uid", help="DICOM series to read when a folder holds several")
+    parser.add_argument("--dicom-seg", action="store_true",
+                        help="for a DICOM series input, also write <name>.seg.dcm, a DICOM Segmentation of every "
+                        "lesion over that series (needs highdicom); none when there is no lesion")
     parser.add_argument("--resume", action="store_true", help="skip cases whose outputs already exist")
     parser.set_defaults(run=run)
 
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     options = options_from(
         args, batch_size=args.batch_size, overlap=args.overlap, force_modality=args.force_modality,
         series_uid=args.series_uid, save_probability=args.save_probability, surface_format=args.save_surfaces,
-        resume=args.resume,
+        resume=args.resume, dicom_seg=args.dicom_seg,
     )
     report = make_reporter(args.progress)
     summary = run_cases(cases, args.output, options, report)
