@@ -16,8 +16,10 @@ class Sample:
     description: str
     credit: str
     rule: str  # the lesion rule (``evaluation.RULES``) that scores detections against ``reference``
+    model: str  # the shipped model made for this kind of scan (the demo's default)
 
 
+DEMO_SAMPLE = "ct-sarcoma"  # the sample `lesiondetect demo` runs without --sample
 SAMPLES = {
     "ms-flair": Sample(
         case_id="patient07",
@@ -27,6 +29,7 @@ SAMPLES = {
         "cropped to the brain, 1 mm, with the multi-rater consensus lesion mask",
         credit="Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7 (CC BY)",
         rule="ms",
+        model="ms-flair-lesions",
     ),
     "ct-sarcoma": Sample(
         case_id="STS_019",
@@ -37,6 +40,7 @@ SAMPLES = {
         credit="Vallières et al., TCIA 2015, doi:10.7937/K9/TCIA.2015.7GO2GSKS; Phys Med Biol 2015, "
         "doi:10.1088/0031-9155/60/14/5471; Clark et al., J Digit Imaging 2013 (CC BY 3.0)",
         rule="ct-tumour",
+        model="ct-tumours",
     ),
 }
 

@@ -112,13 +112,22 @@ def test_models_list_import_show(workspace, tmp_path):
 
 
 def test_demo_runs_on_the_shipped_sample(tmp_path):
+    """README: `lesiondetect demo` runs ct-tumours on the sarcoma sample (one of its training cases: it says so)."""
     done = lesiondetect("demo", "-o", tmp_path, "--progress", "none", env_models=tmp_path / "none")
     assert done.returncode == 0, done.stderr
-    assert "Lesjak" in done.stdout and "model: brain-mri-lesions" in done.stdout
-    assert "this case (patient07) was one of the brain-mri-lesions model's training cases" in done.stdout
-    assert "against the reference mask (ms rule): 0 of 24 reference lesions found" in done.stdout
-    assert (tmp_path / "ms_flair.seg.nrrd").exists()
-    assert (tmp_path / "ms_flair.overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Vallières" in done.stdout and "model: ct-tumours" in done.stdout
+    assert "this case (STS_019) was one of the ct-tumours model's training cases" in done.stdout
+    assert "against the reference mask (ct-tumour rule): 1 of 1 reference lesions found" in done.stdout
+    assert (tmp_path / "ct_sarcoma.seg.nrrd").exists()
+    assert (tmp_path / "ct_sarcoma.overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ms_demo_uses_the_ms_model_and_says_its_sample_was_held_out(tmp_path):
+    done = lesiondetect("demo", "--ms", "-o", tmp_path, "--progress", "none", env_models=tmp_path / "none")
+    assert done.returncode == 0, done.stderr
+    assert "Lesjak" in done.stdout and "model: ms-flair-lesions" in done.stdout
+    assert "this case (patient07) was held out of the ms-flair-lesions model's training" in done.stdout
+    assert "against the reference mask (ms rule):" in done.stdout and "of 24 reference lesions found" in done.stdout
 
 
 def test_usage_error_exit_code():

@@ -316,7 +316,7 @@ def test_panel_lists_models_and_applies_the_chosen_models_threshold(slicer, pane
 
 def test_panel_lists_the_installed_models(panel):
     combo = panel.ui.modelComboBox
-    assert {"brain-mri-lesions", "ct-tumours"} <= {combo.itemData(n) for n in range(combo.count)}
+    assert {"brain-mri-lesions", "ms-flair-lesions", "ct-tumours"} <= {combo.itemData(n) for n in range(combo.count)}
 
 
 def test_closing_the_scene_clears_the_panel_and_keeps_one_parameter_node(slicer, panel):
@@ -349,7 +349,7 @@ def test_readme_console_example_runs_as_written(slicer, panel, capsys):
     assert match, printed
     np.testing.assert_allclose([float(v) for v in match.group(1).split(",")], world[0], atol=1e-3)
     command = panel.logic.processRunner.commands[-1]
-    assert command[command.index("--model") + 1] == "brain-mri-lesions"
+    assert command[command.index("--model") + 1] == "ms-flair-lesions"
 
 
 def readme_review_example() -> str:

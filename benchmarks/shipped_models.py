@@ -6,9 +6,10 @@ process (interpreter start, imports, model load, read, detect, write), side by s
 ``--warm`` instead times read → detect → write inside one process with the model loaded and one warm-up run
 done (CUDA context, cuDNN plans), stage by stage: what a Slicer session or a batch job pays per scan.
 
-Inputs: a real BraTS FLAIR (240×240×155, 1 mm) and the shipped MS FLAIR sample for `brain-mri-lesions`; the
-synthetic 512×512×300 CT of `cases.py`, the real whole-torso CT and the shipped sarcoma sample for
-`ct-tumours` (inputs or models that are absent are skipped). Repeats are interleaved; the median is
+Inputs: a real BraTS FLAIR (240×240×155, 1 mm) for `brain-mri-lesions`; a real MS FLAIR in MNI space
+(182×218×182, 1 mm) and the shipped MS FLAIR sample for `ms-flair-lesions`; the synthetic 512×512×300 CT of
+`cases.py`, the real whole-torso CT and the shipped sarcoma sample for `ct-tumours` (inputs or models that are
+absent are skipped). Repeats are interleaved; the median is
 reported, with the peak resident memory of the process (``wait4`` ru_maxrss).
 """
 
@@ -36,7 +37,9 @@ def inputs() -> list[tuple[str, Path, str]]:
     candidates = [
         ("BraTS FLAIR 240×240×155", next(iter(sorted((SHARED_DATA / "brain-tumour-mri").glob("*/flair.nii.gz"))), None),
          "brain-mri-lesions"),
-        ("MS FLAIR sample (shipped)", SAMPLES / "ms_flair.nrrd", "brain-mri-lesions"),
+        ("MS FLAIR 182×218×182 (MNI)", SHARED_DATA / "ms-lesion-mri" / "patient07" / "flair.nii.gz",
+         "ms-flair-lesions"),
+        ("MS FLAIR sample (shipped)", SAMPLES / "ms_flair.nrrd", "ms-flair-lesions"),
         ("synthetic CT 512×512×300", synthetic_ct_case((300, 512, 512)).path, "ct-tumours"),
         ("real torso CT 122×101×112", SHARED_DATA / "real-ct-nifti" / "ct_3mm.nii.gz", "ct-tumours"),
         ("sarcoma CT sample (shipped)", SAMPLES / "ct_sarcoma.nrrd", "ct-tumours"),

@@ -12,7 +12,7 @@ from ..io import read_volume, volume_stem
 from ..overview import write_overview
 from ..progress import make_reporter
 from ..result import DetectionResult
-from ..samples import SAMPLES, Sample, sample_path
+from ..samples import DEMO_SAMPLE, SAMPLES, Sample, sample_path
 from ..volume import Volume
 from .common import lesion_table
 from .detect import add_common_detect_arguments, options_from
@@ -22,9 +22,12 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run detection on a shipped real sample", description=__doc__)
     parser.add_argument("-o", "--output", type=Path, default=Path("lesiondetect-demo"), help="output folder")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--sample", choices=sorted(SAMPLES), default="ms-flair", help="which shipped sample")
+    which.add_argument("--sample", choices=sorted(SAMPLES), default=DEMO_SAMPLE,
+                       help=f"which shipped sample (default {DEMO_SAMPLE})")
     which.add_argument("--ct", dest="sample", action="store_const", const="ct-sarcoma",
                        help="the CT sample (same as --sample ct-sarcoma)")
+    which.add_argument("--ms", dest="sample", action="store_const", const="ms-flair",
+                       help="the MS FLAIR sample (same as --sample ms-flair)")
     add_common_detect_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     sample = SAMPLES[args.sample]
     print(f"sample: {sample.description}\ncredit: {sample.credit}")
     image = sample_path(sample.image)
+    args.model = args.model or sample.model
     summary = run_cases([image], args.output, options_from(args), make_reporter("none" if args.quiet else args.progress))
     if summary.failed:
         raise next(iter(summary.failed.values()))
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     reference = read_volume(sample_path(sample.reference))
     picture = write_overview(args.output / f"{volume_stem(image)}.overview.png", result, reference.array)
     print(f"model: {result.model_name} (threshold {result.threshold}, outline {result.settings['outline_threshold']})")
-    note = training_note(sample, load_model(args.model or result.model_name).spec)
+    note = training_note(sample, load_model(args.model).spec)
     if note:
         print(note)
     print(lesion_table(result.lesions))
