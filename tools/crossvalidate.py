@@ -185,6 +185,9 @@ def main() -> None:
     for fold in args.only_folds or range(args.folds):
         run_fold(args.datalist, args.out, args.folds, fold, recipe_args)
     args.reference = validated_datalist(args.datalist, args.out)
+    present = {item.get("lesion_type") for item in json.loads(args.reference.read_text())["training"]}
+    rules, lesion_free, reported = ({kind: rule for kind, rule in kinds.items() if kind in present}
+                                    for kinds in (rules, lesion_free, reported))  # a partial CV may lack some
     grid: dict[str, dict] = {}
     for name, (threshold, min_volume, outline) in args.grid.items():
         scores, free, other = ({lesion_type: evaluate(args, name, lesion_type, rule)
