@@ -370,8 +370,8 @@ def test_header_declaring_a_gigantic_image_is_refused_at_once(tmp_path, suffix, 
 
 
 @pytest.mark.parametrize(("shape", "spacing", "message"), [
-    ((1, 1, 200), (100.0, 100.0, 100.0), "more than any body"),  # a 20 m line of voxels
-    ((1, 40, 40), (0.001, 50.0, 3.0), "implausible"),  # one oblique slice spread over metres
+    ((2, 2, 200), (100.0, 100.0, 100.0), "more than any body"),  # a 20 m bar of voxels
+    ((2, 40, 40), (0.001, 50.0, 3.0), "implausible"),  # two oblique slices spread over metres
 ])
 def test_implausibly_spread_volumes_are_refused_quickly(workspace, shape, spacing, message):
     volume = make_volume(shape_kji=shape, spacing=spacing, lesions=())
