@@ -12,6 +12,7 @@ backbone weights): `model.json` must leave it false.
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import os
 import re
@@ -28,7 +29,7 @@ from hypothesis import strategies as st
 
 from LesionDetectLib import bundles
 from LesionDetectLib.bundles import import_model, open_bundle, read_spec, sha256_of
-from LesionDetectLib.errors import ModelBundleError
+from LesionDetectLib.errors import LesionDetectError, ModelBundleError
 
 LIBRARY = Path(__file__).resolve().parents[1] / "LesionDetectLib"
 
@@ -383,3 +384,200 @@ def test_weights_are_read_only_after_the_checksum_matches(threshold_bundle, monk
     with pytest.raises(ModelBundleError):  # the patched torch.load returns no tensors
         open_bundle(threshold_bundle).network("cpu")
     assert loaded == [{"map_location": "cpu", "weights_only": True}]
+
+
+# ------------------------------------------------------------------------------ issue 20, items 6-10
+
+
+def write_raw_spec(folder: Path, text: str) -> None:
+    (folder / "model.json").write_text(text)
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (lambda spec: spec["spacing"].__setitem__(1, "NaN"), "spacing"),
+    (lambda spec: spec["spacing"].__setitem__(0, "Infinity"), "spacing"),
+    (lambda spec: spec["intensity"]["window"].__setitem__(1, "Infinity"), "intensity"),
+    (lambda spec: spec["intensity"]["window"].__setitem__(0, "-Infinity"), "intensity"),
+    (lambda spec: spec.__setitem__("min_lesion_mm3", "Infinity"), "min_lesion_mm3"),
+    (lambda spec: spec.__setitem__("overlap", "NaN"), "overlap"),
+    (lambda spec: spec["network"]["kwargs"].__setitem__("level", "NaN"), "network.kwargs.level"),
+    (lambda spec: spec["network"]["kwargs"].__setitem__("scale", "Infinity"), "network.kwargs.scale"),
+    (lambda spec: spec.__setitem__("metrics", {"dice": "NaN"}), "metrics.dice"),
+])
+def test_nan_and_infinity_are_refused_naming_the_field(threshold_bundle, edit, field):
+    """Item 6: Python's json reads NaN and Infinity; every number of a bundle must be finite."""
+    spec = json.loads((threshold_bundle / "model.json").read_text())
+    edit(spec)
+    text = json.dumps(spec).replace('"NaN"', "NaN").replace('"Infinity"', "Infinity").replace('"-Infinity"',
+                                                                                             "-Infinity")
+    write_raw_spec(threshold_bundle, text)
+    with pytest.raises(ModelBundleError, match=re.escape(field)) as caught:
+        open_bundle(threshold_bundle)
+    assert caught.value.exit_code == 4 and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("spacing", [1e-9, 1.0, 1.0]), ("spacing", [1e6, 1.0, 1.0]), ("spacing", [1e308, 1.0, 1.0]),
+    ("min_lesion_mm3", 1e300), ("batch_size", 10**6), ("batch_size", 10**30), ("batch_size", True),
+    ("patch_size", [512, 512, 512]), ("overlap", 0.99), ("intensity", {"kind": "ct", "window": [-1e300, 1e300]}),
+    ("version", {"major": 1}), ("description", ["a", "list"]), ("format_version", True),
+])
+def test_absurd_values_are_refused_at_validation(threshold_bundle, field, value):
+    """Items 6 and 10: in range, not only finite (a 512³ patch with batch 10⁶ took 4.4 GB on a 16×20×20 input)."""
+    rewrite_spec(threshold_bundle, **{field: value})
+    with pytest.raises(ModelBundleError, match=field):
+        open_bundle(threshold_bundle)
+
+
+def test_memory_estimate_includes_the_bundles_patch_and_batch(tmp_path, monkeypatch):
+    """Item 10: a small input with a large patch × batch is refused with an estimate, before inference."""
+    from conftest import make_volume
+
+    from LesionDetectLib import infer, resources
+    from LesionDetectLib.detect import detect
+
+    bundle = write_threshold_bundle(tmp_path / "big", patch_size=[256, 256, 256], batch_size=4)
+    monkeypatch.delenv(resources.SKIP_ENV, raising=False)
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda: 4 * 2**30)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("inference started")
+
+    monkeypatch.setattr(infer, "probabilities_with_fallback", forbidden)
+    volume = make_volume(shape_kji=(16, 20, 20), spacing=(1.0, 1.0, 1.0), background=-1000.0)
+    with pytest.raises(LesionDetectError, match=r"needs about \d+\.\d GiB of memory") as caught:
+        detect(volume, open_bundle(bundle), device="cpu")
+    assert "patch" in str(caught.value)
+    small = resources.estimate_detect_bytes((16, 20, 20), (16, 20, 20), (32, 32, 32), 2)
+    assert resources.estimate_detect_bytes((16, 20, 20), (16, 20, 20), (256, 256, 256), 4) > 100 * small
+
+
+def test_symlink_loop_in_a_bundle_is_a_bundle_error(threshold_bundle, isolated_models):
+    """Item 7: pathlib raises RuntimeError (not OSError) on a loop of links."""
+    (threshold_bundle / "weights.pt").unlink()
+    (threshold_bundle / "weights.pt").symlink_to("loop.pt")
+    (threshold_bundle / "loop.pt").symlink_to("weights.pt")
+    with pytest.raises(ModelBundleError) as caught:
+        open_bundle(threshold_bundle)
+    assert caught.value.exit_code == 4 and "weights.pt" in str(caught.value)
+    with pytest.raises(ModelBundleError):
+        import_model(threshold_bundle)
+    (threshold_bundle / "model.json").rename(threshold_bundle / "spec.json")
+    (threshold_bundle / "model.json").symlink_to("model.json")
+    with pytest.raises(ModelBundleError):
+        read_spec(threshold_bundle)
+
+
+def _torch_bytes(value) -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/lesiondetect-pwned",))
+
+
+@pytest.mark.parametrize("change", [
+    "unknown network", "bad arguments", "pickle with code", "empty weights", "junk weights", "wrong shape",
+    "not a state dict",
+])
+def test_import_refuses_what_loading_would_refuse_and_installs_nothing(threshold_bundle, isolated_models, change):
+    """Item 8: import runs the same validation as loading (network, arguments, weights_only state dict)."""
+    import pickle
+
+    import torch
+
+    spec = json.loads((threshold_bundle / "model.json").read_text())
+    weights = None
+    if change == "unknown network":
+        spec["network"] = {"name": "os.system", "kwargs": {}}
+    elif change == "bad arguments":
+        spec["network"]["kwargs"]["in_channels"] = -3
+    elif change == "pickle with code":
+        weights = pickle.dumps(_Payload())
+    elif change == "empty weights":
+        weights = b""
+    elif change == "junk weights":
+        weights = os.urandom(4096)
+    elif change == "wrong shape":
+        weights = _torch_bytes({"conv.weight": torch.zeros(2, 1, 1, 1, 1), "conv.bias": torch.zeros(2)})
+    else:
+        weights = _torch_bytes([torch.zeros(3)])
+    if weights is not None:
+        (threshold_bundle / "weights.pt").write_bytes(weights)
+        spec["weights"]["sha256"] = sha256_of(weights)
+    (threshold_bundle / "model.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelBundleError) as caught:
+        import_model(threshold_bundle)
+    assert caught.value.exit_code == 4 and "\n" not in str(caught.value)
+    assert not isolated_models.exists() or list(isolated_models.iterdir()) == []
+    assert not Path("/tmp/lesiondetect-pwned").exists()
+
+
+@pytest.mark.parametrize("problem", ["a file", "read-only", "no space"])
+def test_unusable_models_folder_is_a_clear_exit_5(threshold_bundle, tmp_path, monkeypatch, capsys, problem):
+    """Item 9: an unwritable or invalid LESIONDETECT_MODELS gives one line and exit 5, and leaves nothing."""
+    from LesionDetectLib import cli
+
+    folder = tmp_path / "models"
+    if problem == "a file":
+        folder.write_text("not a folder")
+    else:
+        folder.mkdir()
+        failure = errno.EROFS if problem == "read-only" else errno.ENOSPC
+        real_write_bytes = Path.write_bytes
+
+        def failing_write(self, data):
+            if folder in self.parents:
+                raise OSError(failure, os.strerror(failure), str(self))
+            return real_write_bytes(self, data)
+
+        monkeypatch.setattr(Path, "write_bytes", failing_write)
+    monkeypatch.setenv("LESIONDETECT_MODELS", str(folder))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = cli.main(["models", "import", str(threshold_bundle)])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err = capsys.readouterr().err
+    assert code == 5, err
+    assert err.count("\n") == 1 and err.startswith("lesiondetect: error: ") and str(folder) in err, err
+    if folder.is_dir():
+        assert list(folder.iterdir()) == []
+
+
+def test_models_folder_that_cannot_be_listed_is_a_clear_exit_5(tmp_path, monkeypatch, capsys):
+    from LesionDetectLib import cli
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("LESIONDETECT_MODELS", str(folder))
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self == folder:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_iterdir(self)
+
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == folder:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(os, "scandir", scandir)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = cli.main(["models", "list"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err = capsys.readouterr().err
+    assert code == 5 and err == f"lesiondetect: error: models folder {folder} cannot be read: Permission denied\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..bundles import import_model, list_models, load_model, user_models_folder
+from ..bundles import import_model, list_models, load_model
 
 
 def add_parser(subparsers) -> None:
@@ -17,7 +17,8 @@ def add_parser(subparsers) -> None:
     show = actions.add_parser("show", help="a model's model.json")
     show.add_argument("name", help="model name or bundle path")
     show.set_defaults(run=run_show)
-    importing = actions.add_parser("import", help=f"copy a bundle into {user_models_folder()}")
+    importing = actions.add_parser("import", help="copy a bundle into the user models folder "
+                                   "($LESIONDETECT_MODELS, default ~/.lesiondetect/models)")
     importing.add_argument("path", help="bundle folder or .zip")
     importing.set_defaults(run=run_import)
 
