@@ -83,7 +83,7 @@ class ModelSpec:
         optional = {"provenance", "metrics", "input_requirements", "outline_threshold"}
         problems = [f"missing field {name!r}" for name in sorted(known - optional - data.keys())]
         problems += [f"unknown field {name!r}" for name in sorted(data.keys() - known)]
-        problems += [f"{where} is {value} (every number must be finite)" for where, value in _non_finite(data)]
+        problems += [f"{where} is {value} (every number must be finite)" for where, value in non_finite_numbers(data)]
         if not problems:
             problems = _value_problems(data)
         if problems:
@@ -98,14 +98,14 @@ class ModelSpec:
         return data
 
 
-def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
+def non_finite_numbers(value: Any, where: str = "") -> list[tuple[str, float]]:
     """(field path, value) of every NaN or infinite number in a JSON document, e.g. ('spacing[1]', nan)."""
     if isinstance(value, float) and not math.isfinite(value):
         return [(where or "the document", value)]
     if isinstance(value, dict):
-        return [found for key, item in value.items() for found in _non_finite(item, f"{where}.{key}" if where else key)]
+        return [found for key, item in value.items() for found in non_finite_numbers(item, f"{where}.{key}" if where else key)]
     if isinstance(value, list):
-        return [found for index, item in enumerate(value) for found in _non_finite(item, f"{where}[{index}]")]
+        return [found for index, item in enumerate(value) for found in non_finite_numbers(item, f"{where}[{index}]")]
     return []
 
 

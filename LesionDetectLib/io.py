@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cancellation import shielded
 from .errors import InputImageError
 from .image_files import check_before_reading, check_folder, check_metaimage_complete, check_regular_file
 from .resources import check_read_memory
@@ -168,10 +169,11 @@ def _native_output_silenced() -> Iterator[None]:
                 os.dup2(null.fileno(), 2)
         yield
     finally:
-        if saved is not None:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+        with shielded():  # a signal must not leave stderr pointing at /dev/null
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+            sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
 
 
 def _read_file(path: Path):

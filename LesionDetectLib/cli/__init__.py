@@ -1,16 +1,26 @@
-"""The `lesiondetect` command: argument parsing, progress and exit codes (the work lives in the library)."""
+"""The `lesiondetect` command: argument parsing, progress and exit codes (the work lives in the library).
+
+`main` runs a command in this process and returns its exit code; `run_command` is the process entry point
+(``lesiondetect``, ``python -m LesionDetectLib``): it also holds off signals while the process exits, so that
+a signal at any moment gives exit 130, and a reader that closes the output pipe (``| head``) ends it quietly.
+"""
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import errno
 import importlib
 import json
+import os
 import signal
 import sys
 
+from .. import cancellation
 from ..errors import CancelledError, LesionDetectError
 
 SUBCOMMANDS = ("detect", "models", "demo", "train", "evaluate")
+PIPE_CLOSED = 128 + signal.SIGPIPE  # the status a shell shows for a tool stopped by a closed pipe (141)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,35 +31,124 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(subparsers)
+    parser.commands = subparsers.choices  # name → sub-command parser
     return parser
 
 
-def _cancel(signum, frame) -> None:
-    """SIGTERM → KeyboardInterrupt: a BaseException, so no library's ``except Exception`` can swallow it."""
-    raise KeyboardInterrupt(f"cancelled by signal {signal.Signals(signum).name}")
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; a sub-command's ``check`` (for what one option's type cannot see, such as --fold without
+    --folds) reports bad usage through argparse, like a bad value: exit 2 with the usage and one error line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = args.check(args) if hasattr(args, "check") else None
+    if problem:
+        parser.commands[args.command].error(problem)
+    return args
 
 
 def report_error(message: str, exit_code: int, progress_mode: str) -> None:
     """One line on stderr; with ``--progress jsonl`` also a final ``"stage": "error"`` object on stdout."""
     message = " ".join(message.split())
     if progress_mode == "jsonl":
-        print(json.dumps({"stage": "error", "fraction": 1.0, "message": message, "exit_code": exit_code}), flush=True)
-    print(f"lesiondetect: error: {message}", file=sys.stderr, flush=True)
+        try:
+            print(json.dumps({"stage": "error", "fraction": 1.0, "message": message, "exit_code": exit_code}),
+                  flush=True)
+        except BrokenPipeError:
+            _silence(sys.stdout)
+    try:
+        print(f"lesiondetect: error: {message}", file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        _silence(sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _is_closed_pipe(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno == errno.EPIPE
+
+
+def _silence(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: its reader has gone, and Python would complain at exit."""
+    try:
+        descriptor = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(descriptor, stream.fileno())
+        os.close(descriptor)
+    except (OSError, ValueError):
+        pass
+
+
+def _flush_output() -> bool:
+    """Flush stdout and stderr; False when a reader has closed one of them (it is then silenced)."""
+    delivered = True
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            _silence(stream)
+            delivered = False
+        except (OSError, ValueError):
+            pass
+    return delivered
+
+
+def _run(argv: list[str] | None) -> tuple[int, bool]:
+    """Parse and run one command: (exit code, whether an error line was printed). Every outcome becomes an exit
+    code, except a bug (its traceback is the report) and bad usage or --help (argparse's SystemExit)."""
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(errors="backslashreplace")  # never crash on a terminal that cannot show "mm³"
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _cancel)
-    progress_mode = getattr(args, "progress", "none")
+    progress_mode, error, code = "none", None, 0
     try:
-        return int(args.run(args) or 0)
+        with cancellation.armed():
+            args = parse_arguments(argv)
+            progress_mode = getattr(args, "progress", "none")
+            code = int(args.run(args) or 0)
     except KeyboardInterrupt as interrupt:
-        error: LesionDetectError = CancelledError(str(interrupt) or "cancelled (interrupted)")
+        error = CancelledError(str(interrupt) or "cancelled (interrupted)")
     except LesionDetectError as raised:
         error = raised
     except MemoryError:
         error = LesionDetectError("out of memory; try a smaller --batch-size, or --device cpu")
+    except SystemExit:  # argparse: bad usage (2, its message printed), --help and --version (0)
+        if cancellation.received() is None:
+            if not _flush_output():
+                return PIPE_CLOSED, True
+            raise
+    except BaseException as other:
+        if _is_closed_pipe(other):
+            _flush_output()
+            return PIPE_CLOSED, True
+        if cancellation.received() is None:
+            raise  # a bug: its traceback is the report
+    if error is None and cancellation.received() is None:
+        return (code, False) if _flush_output() else (PIPE_CLOSED, True)
+    if cancellation.received() is not None:  # whatever a library made of the KeyboardInterrupt, or if it
+        error = CancelledError(cancellation.received())  # swallowed it and the work went on
     report_error(str(error), error.exit_code, progress_mode)
-    return error.exit_code
+    return (CancelledError.exit_code if cancellation.received() else error.exit_code), True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command in this process and return its exit code; the signal handlers found are put back after."""
+    with cancellation.handle_signals():
+        return _run(argv)[0]
+
+
+def run_command() -> None:
+    """The process entry point: `main`, then the process exits with the signals held off and looked at last, so
+    that SIGTERM or Ctrl-C at any moment, even while Python shuts down, gives exit 130 and one line."""
+    with cancellation.handle_signals(restore=False):
+        try:
+            code, reported = _run(None)
+        except SystemExit as leaving:
+            code = leaving.code if isinstance(leaving.code, int) else 0 if leaving.code is None else 1
+            reported = code != 0
+    signal.pthread_sigmask(signal.SIG_BLOCK, cancellation.SIGNALS)
+    received = cancellation.received()
+    atexit._run_exitfuncs()  # what the interpreter's shutdown runs, with the signals held off
+    pending = signal.sigpending() & set(cancellation.SIGNALS)
+    if received is None and pending:
+        received = cancellation.message(min(pending))
+    if received is not None:
+        if not reported:
+            report_error(received, CancelledError.exit_code, "none")
+        code = CancelledError.exit_code
+    _flush_output()
+    os._exit(code)
