@@ -165,7 +165,7 @@ def nifti_layout(path: Path) -> NiftiLayout:
     if sform_code > 0 and not all(map(math.isfinite, field(version.srow, "12" + version.real, order))):
         problems.append("an srow value is not finite")
     if problems:
-        raise InputImageError(f"{path}: corrupt NIfTI header: " + "; ".join(problems))
+        raise InputImageError(f"{path}: corrupt NIfTI header: " + _problems_line(problems))
     count = int(np.prod([int(d) for d in dims[1 : dims[0] + 1]], dtype=object))
     return NiftiLayout(compressed, order, datatype, int(offset), count * NIFTI_DATATYPE_BYTES[datatype])
 
@@ -251,7 +251,7 @@ def _nrrd_data_files(path: Path, value: str, listed: list[str]) -> list[Path]:
                 raise ValueError
             names = [words[0] % number for number in range(first, last + (1 if step > 0 else -1), step)]
         except (ValueError, TypeError):
-            raise InputImageError(f"{path}: unreadable NRRD data file pattern {value!r}") from None
+            raise InputImageError(f"{path}: unreadable NRRD data file pattern {_short(value)}") from None
     else:
         names = [value]
     if len(names) > MAX_DATA_FILES:
@@ -314,12 +314,13 @@ def _metaimage_problems(header: MetaImageHeader) -> list[str]:
     for key, minimum in METAIMAGE_INTEGERS.items():
         for value in header.fields.get(key, []):
             if not (re.fullmatch(r"-?[0-9]+", value) and int(value) >= minimum):
-                problems.append(f"{key} = {value!r} is not a whole number >= {minimum}")
-    ndims = header.last("NDims", "0")
-    ndims = int(ndims) if re.fullmatch(r"[0-9]+", ndims) else 0
+                problems.append(f"{key} = {_short(value)} is not a whole number >= {minimum}")
+    if problems:
+        return problems  # without a valid NDims the other fields cannot be checked
+    ndims = int(header.last("NDims", "0"))
     for value in header.fields.get("DimSize", []):
         if len(value.split()) != ndims or not all(re.fullmatch(r"[0-9]+", v) and int(v) >= 1 for v in value.split()):
-            problems.append(f"DimSize = {value!r} is not {ndims} sizes >= 1")
+            problems.append(f"DimSize = {_short(value)} is not {ndims} sizes >= 1")
     for key, power in METAIMAGE_VECTORS.items():
         for value in header.fields.get(key, []):
             try:
@@ -327,22 +328,33 @@ def _metaimage_problems(header: MetaImageHeader) -> list[str]:
             except ValueError:
                 numbers = []
             if len(numbers) != ndims**power or not all(map(math.isfinite, numbers)):
-                problems.append(f"{key} = {value!r} is not {ndims**power} finite numbers")
+                problems.append(f"{key} = {_short(value)} is not {ndims**power} finite numbers")
     return problems
+
+
+def _short(value: str, length: int = 40) -> str:
+    """A header value for a message: quoted, and cut to ``length`` characters."""
+    return repr(value if len(value) <= length else value[:length] + "…")
+
+
+def _problems_line(problems: list[str], most: int = 3) -> str:
+    """The first problems, joined for a one-line message."""
+    more = f"; and {len(problems) - most} more" if len(problems) > most else ""
+    return "; ".join(problems[:most]) + more
 
 
 def _check_metaimage(path: Path) -> None:
     header = metaimage_header(path)
     problems = _metaimage_problems(header)
     if problems:
-        raise InputImageError(f"{path}: corrupt MetaImage header: " + "; ".join(problems))
+        raise InputImageError(f"{path}: corrupt MetaImage header: " + _problems_line(problems))
     data_file = header.last("ElementDataFile")
     if data_file.upper().startswith("LIST") or len(data_file.split()) > 1:
-        raise InputImageError(f"{path}: MetaImage data in several files (ElementDataFile = {data_file}) is not "
+        raise InputImageError(f"{path}: MetaImage data in several files (ElementDataFile = {_short(data_file)}) is not "
                               "supported; store the image in one file (.mha)")
     if data_file.upper() == "LOCAL":
         if int(header.last("HeaderSize", "0")) > 0:
-            raise InputImageError(f"{path}: HeaderSize {header.last('HeaderSize')} with data in the header file "
+            raise InputImageError(f"{path}: HeaderSize {_short(header.last('HeaderSize'))} with data in the header file "
                                   "(ElementDataFile = LOCAL): where the voxels start is ambiguous")
     elif data_file:
         check_regular_file(path.parent / data_file, source=path)

@@ -168,3 +168,32 @@ def fifo_watch(path: Path, patience_s: float = 10.0):
     finally:
         done.set()
         thread.join(5)
+
+
+# Property tests: seeded (hypothesis derives the examples from the test's name) and small enough for CI;
+# LESIONDETECT_FUZZ_SCALE=20 runs 20 times the examples, unseeded (repeat one with --hypothesis-seed=N).
+FUZZ_SCALE = float(os.environ.get("LESIONDETECT_FUZZ_SCALE", "1"))
+
+
+def fuzz_settings(examples: int, deadline_s: float | None = 10.0):
+    from datetime import timedelta
+
+    from hypothesis import HealthCheck, settings
+
+    return settings(max_examples=max(1, round(examples * FUZZ_SCALE)), derandomize="LESIONDETECT_FUZZ_SCALE" not in os.environ,
+                    deadline=None if deadline_s is None else timedelta(seconds=deadline_s), database=None,
+                    print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                                            HealthCheck.data_too_large, HealthCheck.filter_too_much])
+
+
+def rewrite_slice(path: Path, tags: dict[str, str] | None = None, spacing=None) -> None:
+    """Write one DICOM slice file again with other ``tags`` (or pixel ``spacing``), keeping its UIDs."""
+    image = sitk.ReadImage(str(path))
+    for key, value in (tags or {}).items():
+        image.SetMetaData(key, value)
+    if spacing is not None:
+        image.SetSpacing(spacing)  # the writer stores the image's spacing as Pixel Spacing
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(path))
+    writer.Execute(image)

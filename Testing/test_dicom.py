@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
-from conftest import SHARED_DATA, needs_shared_data, write_series
+from conftest import SHARED_DATA, needs_shared_data, rewrite_slice, write_series
 
 from LesionDetectLib.errors import InputImageError
 from LesionDetectLib.io import dicom_series, read_volume
@@ -59,13 +58,7 @@ def test_folder_with_one_slice_is_refused_as_2d(tmp_path):
 def test_series_whose_slices_differ_in_orientation_is_refused(tmp_path):
     """Issue 20, item 5: ITK stacks such slices without a word; the message names the series and orientations."""
     folder = write_series(tmp_path / "mixed", ct_array(), uid="1.2.3.4.7")
-    tilted = sorted(folder.iterdir())[3]
-    image = sitk.ReadImage(str(tilted))
-    image.SetMetaData("0020|0037", "1\\0\\0\\0\\0.8\\-0.6")
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    writer.SetFileName(str(tilted))
-    writer.Execute(image)
+    rewrite_slice(sorted(folder.iterdir())[3], tags={"0020|0037": "1\\0\\0\\0\\0.8\\-0.6"})
     with pytest.raises(InputImageError, match="orientation") as caught:
         read_volume(folder)
     message = str(caught.value)
@@ -75,12 +68,6 @@ def test_series_whose_slices_differ_in_orientation_is_refused(tmp_path):
 
 def test_series_whose_slices_differ_in_pixel_spacing_is_refused(tmp_path):
     folder = write_series(tmp_path / "mixed", ct_array())
-    odd = sorted(folder.iterdir())[2]
-    image = sitk.ReadImage(str(odd))
-    image.SetSpacing((0.9, 0.9, 2.0))  # the writer stores the image's spacing as Pixel Spacing
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    writer.SetFileName(str(odd))
-    writer.Execute(image)
+    rewrite_slice(sorted(folder.iterdir())[2], spacing=(0.9, 0.9, 2.0))
     with pytest.raises(InputImageError, match="pixel spacing"):
         read_volume(folder)

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+from contextlib import suppress
 
 from .. import cancellation
 from ..errors import CancelledError, LesionDetectError
@@ -49,6 +50,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def report_error(message: str, exit_code: int, progress_mode: str) -> None:
     """One line on stderr; with ``--progress jsonl`` also a final ``"stage": "error"`` object on stdout."""
     message = " ".join(message.split())
+    _close_progress_bars()
     if progress_mode == "jsonl":
         try:
             print(json.dumps({"stage": "error", "fraction": 1.0, "message": message, "exit_code": exit_code}),
@@ -61,18 +63,24 @@ def report_error(message: str, exit_code: int, progress_mode: str) -> None:
         _silence(sys.stderr)
 
 
+def _close_progress_bars() -> None:
+    """End the line of a progress bar left open by the error, so that the error has a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        with suppress(OSError, ValueError):
+            bar.close()
+
+
 def _is_closed_pipe(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno == errno.EPIPE
 
 
 def _silence(stream) -> None:
     """Point ``stream``'s file descriptor at /dev/null: its reader has gone, and Python would complain at exit."""
-    try:
+    with suppress(OSError, ValueError):
         descriptor = os.open(os.devnull, os.O_WRONLY)
         os.dup2(descriptor, stream.fileno())
         os.close(descriptor)
-    except (OSError, ValueError):
-        pass
 
 
 def _flush_output() -> bool:
@@ -133,19 +141,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command() -> None:
     """The process entry point: `main`, then the process exits with the signals held off and looked at last, so
-    that SIGTERM or Ctrl-C at any moment, even while Python shuts down, gives exit 130 and one line."""
+    that SIGTERM or Ctrl-C at any moment after the handlers are in place (also while Python shuts down, or while
+    they were blocked by whoever started the process) gives exit 130 and one line."""
     with cancellation.handle_signals(restore=False):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, cancellation.SIGNALS)
         try:
             code, reported = _run(None)
         except SystemExit as leaving:
             code = leaving.code if isinstance(leaving.code, int) else 0 if leaving.code is None else 1
             reported = code != 0
     signal.pthread_sigmask(signal.SIG_BLOCK, cancellation.SIGNALS)
-    received = cancellation.received()
     atexit._run_exitfuncs()  # what the interpreter's shutdown runs, with the signals held off
     pending = signal.sigpending() & set(cancellation.SIGNALS)
-    if received is None and pending:
-        received = cancellation.message(min(pending))
+    # read last: a signal that came just before the block has run its Python handler by now
+    received = cancellation.received() or (cancellation.message(min(pending)) if pending else None)
     if received is not None:
         if not reported:
             report_error(received, CancelledError.exit_code, "none")

@@ -214,12 +214,14 @@ def recipe_changes(args: argparse.Namespace):
 
 
 def check(args: argparse.Namespace) -> str | None:
-    """What no single option's type can see: --fold needs --folds, and the options must make a valid recipe
-    whose sliding window fits a bundle (checked before anything is read or trained)."""
+    """What no single option's type can see: --fold needs --folds (and excludes --val-fraction), and the options
+    must make a valid recipe whose sliding window fits a bundle (checked before anything is read or trained)."""
     if args.fold is not None and args.folds is None:
         return "--fold needs --folds (K-fold cross-validation)"
     if args.fold is not None and args.fold >= args.folds:
         return f"--fold must be from 0 to {args.folds - 1} for --folds {args.folds}"
+    if args.folds is not None and args.val_fraction is not None:
+        return "give either --folds/--fold or --val-fraction, not both"
     if args.resume:
         return None  # the options change the recipe of the checkpoint, which is read when training starts
     recipe = recipe_changes(args)
