@@ -176,15 +176,23 @@ def _native_output_silenced() -> Iterator[None]:
             sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
 
 
-def _read_file(path: Path):
+def check_image_file(path: Path) -> str:
+    """Everything `image_files` checks before ITK may open ``path``; returns the name of the ITK reader to use."""
     import SimpleITK as sitk
 
     check_regular_file(path)
-    reader = sitk.ImageFileReader()
-    name = reader.GetImageIOFromFileName(str(path))  # the ImageIO that ITK picks by the file's content
+    name = sitk.ImageFileReader.GetImageIOFromFileName(str(path))  # the reader ITK picks by the content
     if not name:
         raise InputImageError(f"{path}: not a readable image (unknown or corrupt image format)")
     check_before_reading(path, name)
+    return name
+
+
+def _read_file(path: Path):
+    import SimpleITK as sitk
+
+    name = check_image_file(path)
+    reader = sitk.ImageFileReader()
     reader.SetImageIO(name)
     reader.SetFileName(str(path))
     reader.ReadImageInformation()

@@ -341,3 +341,18 @@ def test_nrrd_axis_without_a_direction_is_refused(tmp_path):
     header = re.sub(rb"space directions: \([^)]*\)", b"space directions: none", header)
     path.write_bytes(header + b"\n\n" + data)
     assert_refused(path, "direction")
+
+
+def test_reference_masks_get_the_same_checks(tmp_path):
+    """Evaluation and training read label masks with their own readers: a FIFO or a truncated NIfTI is refused."""
+    from LesionDetectLib.errors import DatasetError
+    from LesionDetectLib.evaluation.run import read_mask
+
+    with fifo_watch(tmp_path / "label.nii.gz") as blocked:
+        with pytest.raises(DatasetError, match="not a regular file"):
+            read_mask(tmp_path / "label.nii.gz")
+        assert not blocked
+    data = nifti_bytes(tmp_path)
+    (tmp_path / "cut.nii").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="truncated"):
+        read_mask(tmp_path / "cut.nii")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import errno
 import json
+import math
 import os
 import re
 import signal
@@ -23,8 +24,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import threshold_bundle_spec, write_threshold_bundle
-from hypothesis import HealthCheck, given, settings
+from conftest import fuzz_settings, threshold_bundle_spec, write_threshold_bundle
+from hypothesis import given
 from hypothesis import strategies as st
 
 from LesionDetectLib import bundles
@@ -189,7 +190,7 @@ def test_zip_with_duplicate_entries_is_refused(threshold_bundle, tmp_path, dupli
         open_bundle(archive)
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz_settings(60, deadline_s=None)
 @given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
        cut=st.one_of(st.none(), st.integers(0, 10**6)))
 def test_damaged_zip_bundles_load_or_are_refused_in_one_error(tmp_path_factory, flips, cut):
@@ -277,30 +278,105 @@ def test_arguments_that_crash_a_network_constructor_are_one_error(threshold_bund
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 600) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([1e308, -1e308, 1e-300, 10**30, 2**63, 0.95, 1024, 1025, 512, 513, "NaN", ""])
     | st.text(max_size=12),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
-SPEC_FIELDS = sorted(threshold_bundle_spec()) + ["weights", "format_version", "surprise"]
 
 
-@settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(field=st.sampled_from(SPEC_FIELDS), value=json_values, delete=st.booleans(),
-       kwarg=st.sampled_from(["in_channels", "out_channels", "level", "scale", "act", "bogus"]))
-def test_mutated_model_json_loads_or_is_refused_in_one_error(tmp_path_factory, field, value, delete, kwarg, no_network):
-    folder = write_threshold_bundle(tmp_path_factory.mktemp("spec") / "bundle")
-    spec = json.loads((folder / "model.json").read_text())
-    if field == "network" and not delete:
-        spec["network"]["kwargs"][kwarg] = value
-    elif delete:
-        spec.pop(field, None)
+def spec_paths(value, path=()) -> list[tuple]:
+    """Every field of a model.json, nested ones included: ('spacing', 1), ('network', 'kwargs', 'level'), …"""
+    paths = [path] if path else []
+    if isinstance(value, dict):
+        paths += [p for key, item in value.items() for p in spec_paths(item, (*path, key))]
+    elif isinstance(value, list):
+        paths += [p for index, item in enumerate(value) for p in spec_paths(item, (*path, index))]
+    return paths
+
+
+SPEC_PATHS = spec_paths({**threshold_bundle_spec(), "weights": {"file": "", "sha256": ""}, "format_version": 1,
+                         "provenance": {"dataset": ""}, "metrics": {"dice": 0.5}}) + [("surprise",),
+                                                                                       ("network", "kwargs", "bogus")]
+
+
+def _edit(spec: dict, path: tuple, value, delete: bool) -> None:
+    parent = spec
+    for key in path[:-1]:
+        parent = parent[key]
+    if delete and isinstance(parent, dict):
+        parent.pop(path[-1], None)
+    elif isinstance(parent, list) and delete:
+        del parent[path[-1]]
     else:
-        spec[field] = value
+        parent[path[-1]] = value
+
+
+def _leaves(value) -> list:
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
+def assert_within_the_bundle_limits(spec) -> None:
+    """An oracle written apart from bundles.py: what an accepted model.json must satisfy."""
+    numbers = [v for v in _leaves(spec.to_dict()) if isinstance(v, float)]
+    assert all(math.isfinite(v) for v in numbers), spec
+    assert all(0.01 <= s <= 100 for s in spec.spacing) and len(spec.spacing) == 3
+    assert len(spec.patch_size) == 3 and all(type(p) is int and 1 <= p <= 512 for p in spec.patch_size)
+    assert type(spec.batch_size) is int and 1 <= spec.batch_size <= 1024
+    assert spec.patch_size[0] * spec.patch_size[1] * spec.patch_size[2] * spec.batch_size <= 2**26
+    assert 0 <= spec.overlap <= 0.9 and 0 < spec.threshold < 1 and 0 <= spec.min_lesion_mm3 <= 1e9
+    bounds = spec.intensity.get("window", spec.intensity.get("percentiles", [0.5, 99.5]))
+    assert len(bounds) == 2 and bounds[0] < bounds[1] and all(abs(b) <= 1e5 for b in bounds)
+    assert all(isinstance(text, str) for text in (spec.name, spec.version, spec.description, spec.intended_use))
+
+
+@fuzz_settings(150, deadline_s=None)
+@given(path=st.sampled_from(SPEC_PATHS), value=json_values, delete=st.booleans(), data=st.data())
+def test_every_model_json_field_is_checked_and_what_passes_works(tmp_path_factory, path, value, delete, data,
+                                                                  no_network, monkeypatch):
+    """Any field of model.json, NaN and Infinity included: refused in one line (exit 4), or a bundle whose numbers
+    are finite and in range, that `import_model` installs exactly when its network builds and its weights load,
+    and whose detection on a small volume finishes with a result or one error."""
+    from conftest import make_volume
+
+    from LesionDetectLib.detect import detect
+
+    root = tmp_path_factory.mktemp("spec")
+    monkeypatch.setenv("LESIONDETECT_MODELS", str(root / "installed"))
+    folder = write_threshold_bundle(root / "bundle")
+    spec = json.loads((folder / "model.json").read_text())
+    _edit(spec, path, value, delete)
     (folder / "model.json").write_text(json.dumps(spec))
     try:
-        open_bundle(folder).network("cpu")
+        model = open_bundle(folder)
+    except ModelBundleError as error:
+        assert "\n" not in str(error) and len(str(error)) < 1000, str(error)
+        return
+    assert_within_the_bundle_limits(model.spec)
+    try:
+        model.network("cpu")
     except ModelBundleError as error:
         assert "\n" not in str(error)
+        with pytest.raises(ModelBundleError):
+            import_model(folder)
+        assert not (root / "installed").exists() or list((root / "installed").iterdir()) == []
+        return
+    assert (import_model(folder) / "weights.pt").read_bytes() == (folder / "weights.pt").read_bytes()
+    volume = make_volume(shape_kji=(10, 12, 12), spacing=(1.0, 1.0, 1.0), background=-1000.0)
+    previous = signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("detect took > 30 s")))
+    signal.alarm(30)
+    try:
+        result = detect(volume, model, device="cpu", force_modality=True)
+        assert result.label_map.shape == volume.array.shape
+    except LesionDetectError as error:
+        assert "\n" not in str(error)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # ------------------------------------------------------------------------------------- the source itself
