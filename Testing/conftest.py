@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import threading
@@ -197,3 +198,18 @@ def rewrite_slice(path: Path, tags: dict[str, str] | None = None, spacing=None) 
     writer.KeepOriginalImageUIDOn()
     writer.SetFileName(str(path))
     writer.Execute(image)
+
+
+@pytest.fixture
+def unlistable(monkeypatch):
+    """``unlistable(folder)`` makes listing ``folder`` fail with EACCES (as root, no permission bit can do it)."""
+    real_scandir, real_iterdir = os.scandir, Path.iterdir
+    locked: set[Path] = set()
+
+    def refuse(path) -> None:
+        if Path(path) in locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(os, "scandir", lambda path=".": refuse(path) or real_scandir(path))
+    monkeypatch.setattr(Path, "iterdir", lambda self: refuse(self) or real_iterdir(self))
+    return locked.add

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import signal
 import struct
 import time
 from pathlib import Path
@@ -213,18 +211,16 @@ def test_character_device_input_is_refused(tmp_path):
     assert_refused(Path("/dev/zero"), "not a regular file")
 
 
-@pytest.mark.parametrize("target", ["fifo", "/dev/zero", "/dev/null"])
-def test_detached_nrrd_data_file_that_is_not_a_regular_file_is_refused(tmp_path, target):
-    sitk.WriteImage(ramp_volume(), str(tmp_path / "full.nrrd"))
-    header = (tmp_path / "full.nrrd").read_bytes().partition(b"\n\n")[0].decode()
-    data_file = tmp_path / "data.raw" if target == "fifo" else Path(target)
-    (tmp_path / "scan.nhdr").write_text(f"{header}\ndata file: {data_file}\n")
-    if target != "fifo":
-        assert_refused(tmp_path / "scan.nhdr", "not a regular file")
-        return
-    with fifo_watch(data_file) as blocked:
-        assert_refused(tmp_path / "scan.nhdr", "not a regular file")
-        assert not blocked
+def detached_header(tmp_path, kind: str, data_file: Path) -> Path:
+    """A detached NRRD (.nhdr) or MetaImage (.mhd) header of the ramp volume naming ``data_file``."""
+    if kind == "nhdr":
+        sitk.WriteImage(ramp_volume(), str(tmp_path / "full.nrrd"))
+        header = (tmp_path / "full.nrrd").read_bytes().partition(b"\n\n")[0].decode()
+        text = f"{header}\ndata file: {data_file}\n"
+    else:
+        text = f"{metaimage_header(tmp_path)}ElementDataFile = {data_file}\n"
+    (tmp_path / f"scan.{kind}").write_text(text)
+    return tmp_path / f"scan.{kind}"
 
 
 def metaimage_header(tmp_path) -> str:
@@ -232,16 +228,16 @@ def metaimage_header(tmp_path) -> str:
     return (tmp_path / "full.mhd").read_text().rpartition("ElementDataFile")[0]
 
 
-@pytest.mark.parametrize("target", ["fifo", "/dev/zero"])
-def test_detached_metaimage_data_file_that_is_not_a_regular_file_is_refused(tmp_path, target):
-    header = metaimage_header(tmp_path)
+@pytest.mark.parametrize("kind", ["nhdr", "mhd"])
+@pytest.mark.parametrize("target", ["fifo", "/dev/zero", "/dev/null"])
+def test_detached_data_file_that_is_not_a_regular_file_is_refused(tmp_path, kind, target):
     data_file = tmp_path / "data.raw" if target == "fifo" else Path(target)
-    (tmp_path / "scan.mhd").write_text(f"{header}ElementDataFile = {data_file}\n")
+    header = detached_header(tmp_path, kind, data_file)
     if target != "fifo":
-        assert_refused(tmp_path / "scan.mhd", "not a regular file")
+        assert_refused(header, "not a regular file")
         return
     with fifo_watch(data_file) as blocked:
-        assert_refused(tmp_path / "scan.mhd", "not a regular file")
+        assert_refused(header, "not a regular file")
         assert not blocked
 
 
@@ -265,33 +261,14 @@ def test_folder_of_images_with_a_fifo_expands_to_the_images_without_opening_it(t
         assert not blocked
 
 
-def test_folder_that_cannot_be_listed_is_one_clear_error(tmp_path, monkeypatch, capsys):
+def test_folder_that_cannot_be_listed_is_one_clear_error(tmp_path, unlistable, capsys):
     """Item 3: as root every folder can be listed, so the refusal is simulated (a real chmod 000 below)."""
     from LesionDetectLib import cli
 
     folder = tmp_path / "locked"
     folder.mkdir()
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if Path(path) == folder:
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return real_scandir(path)
-
-    real_iterdir = Path.iterdir
-
-    def iterdir(self):
-        if self == folder:
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
-        return real_iterdir(self)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(Path, "iterdir", iterdir)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        code = cli.main(["detect", str(folder), "-o", str(tmp_path / "out"), "--progress", "none"])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    unlistable(folder)
+    code = cli.main(["detect", str(folder), "-o", str(tmp_path / "out"), "--progress", "none"])
     err = capsys.readouterr().err
     assert code == 3, err
     assert err == f"lesiondetect: error: {folder}: cannot be read (Permission denied)\n"

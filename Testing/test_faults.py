@@ -2,7 +2,9 @@
 none (never a temporary file), and problems that can be known early are reported before the long computation.
 
 - SIGTERM / SIGINT to a running ``python -m LesionDetectLib detect`` during inference → exit 130, one line.
-  SIGTERM becomes a KeyboardInterrupt, so a library's ``except Exception`` cannot swallow it (tested below).
+  SIGTERM becomes a KeyboardInterrupt, so a library's ``except Exception`` cannot swallow it (tested below);
+  a signal that a library turns into another error, a second one during the cleanup, one while the outcome is
+  printed or while the process exits → still exit 130 and one line (`cancellation.py`, `cli.run_command`).
 - A cancellation or crash while outputs are being written or published → previous outputs intact.
 - An unwritable or read-only output folder, or too little free disk space → exit 5 before the model is read.
 - A volume too large for the memory available → refused with an estimate before inference.
@@ -65,7 +67,8 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture
 def restore_sigterm():
-    """`cli.main` installs its SIGTERM handler for the process; put pytest's back afterwards."""
+    """Put pytest's SIGTERM handler back afterwards (`cli.main` restores the handlers it found itself; this also
+    covers a test that fails half-way)."""
     previous = signal.getsignal(signal.SIGTERM)
     yield
     signal.signal(signal.SIGTERM, previous)

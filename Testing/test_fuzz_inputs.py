@@ -5,14 +5,20 @@ zlib) or a DICOM series folder — and read back with `read_volume`. The oracle 
 a usable 3-D scalar image must come back with exactly its voxels and its index-to-LPS mapping (a negative spacing
 is a flipped axis, so only spacing·direction is invariant), anything else must raise `InputImageError` with a
 one-line message naming the file. Truncated files must never come back different from the original; files with
-flipped bytes must come back as a valid volume or be refused. In-memory volumes go through `detect` (a result on
+flipped bytes must come back as a valid volume or be refused. Header fields (NIfTI sizeof_hdr, dims, datatype,
+voxel sizes, offsets and geometry; MetaImage and NRRD sizes, numbers and data files, FIFOs and devices included)
+are edited, alone, with a cut or with a NaN voxel: each edit says whether it must be refused, and what is accepted
+must not hold a voxel that was never written (so a zero-filled, shifted or uninitialised read shows). DICOM series
+may lose a slice, hold one, or have a slice of another orientation or pixel spacing. In-memory volumes go through
+`detect` (a result on
 the input's grid or one `LesionDetectError`), and a sample of files through the command line, whose per-case
 outcome must match the library's and which must leave no output of a failed case and no temporary file.
 
 Nothing may hang: hypothesis deadlines, a SIGALRM limit per test (`Hang` is a BaseException so that no
 ``except OSError`` can swallow it) and a faulthandler backstop for native code. Memory reported available is
 capped at 1 GiB, so a corrupt header declaring a huge image is refused rather than allocated.
-The number of generated cases is printed by `test_generated_case_count` (``pytest -s``).
+The number of generated cases is printed by `test_generated_case_count` (``pytest -s``). Seeded; see
+`conftest.fuzz_settings` for longer runs.
 """
 
 from __future__ import annotations

@@ -616,11 +616,7 @@ def test_unusable_models_folder_is_a_clear_exit_5(threshold_bundle, tmp_path, mo
 
         monkeypatch.setattr(Path, "write_bytes", failing_write)
     monkeypatch.setenv("LESIONDETECT_MODELS", str(folder))
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        code = cli.main(["models", "import", str(threshold_bundle)])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    code = cli.main(["models", "import", str(threshold_bundle)])
     err = capsys.readouterr().err
     assert code == 5, err
     assert err.count("\n") == 1 and err.startswith("lesiondetect: error: ") and str(folder) in err, err
@@ -628,32 +624,13 @@ def test_unusable_models_folder_is_a_clear_exit_5(threshold_bundle, tmp_path, mo
         assert list(folder.iterdir()) == []
 
 
-def test_models_folder_that_cannot_be_listed_is_a_clear_exit_5(tmp_path, monkeypatch, capsys):
+def test_models_folder_that_cannot_be_listed_is_a_clear_exit_5(tmp_path, monkeypatch, unlistable, capsys):
     from LesionDetectLib import cli
 
     folder = tmp_path / "models"
     folder.mkdir()
     monkeypatch.setenv("LESIONDETECT_MODELS", str(folder))
-    real_iterdir = Path.iterdir
-
-    def iterdir(self):
-        if self == folder:
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
-        return real_iterdir(self)
-
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if Path(path) == folder:
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(Path, "iterdir", iterdir)
-    monkeypatch.setattr(os, "scandir", scandir)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        code = cli.main(["models", "list"])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    unlistable(folder)
+    code = cli.main(["models", "list"])
     err = capsys.readouterr().err
     assert code == 5 and err == f"lesiondetect: error: models folder {folder} cannot be read: Permission denied\n"
