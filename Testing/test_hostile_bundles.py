@@ -303,7 +303,7 @@ SPEC_PATHS = spec_paths({**threshold_bundle_spec(), "weights": {"file": "", "sha
 def _edit(spec: dict, path: tuple, value, delete: bool) -> None:
     parent = spec
     for key in path[:-1]:
-        parent = parent[key]
+        parent = parent.setdefault(key, {}) if isinstance(parent, dict) else parent[key]  # optional fields: add
     if delete and isinstance(parent, dict):
         parent.pop(path[-1], None)
     elif isinstance(parent, list) and delete:
