@@ -4,7 +4,8 @@ child per command, as the fuzz tests need hundreds of runs.
 Each child runs the process entry point (`cli.run_command`, exactly what ``python -m LesionDetectLib`` runs) with
 its stdout and stderr in files, under a time limit, and optionally gets a signal after a delay. The parent
 reports the exit status, whether the time ran out, whether the signal was sent while the child lived, and the
-child's peak resident memory. Protocol: one JSON request per line on stdin, one JSON answer per line on stdout.
+child's peak resident memory. A signal counts as sent while the command ran only if it was sent before the child
+called ``os._exit`` (the kernel may take milliseconds more to end the process, and a signal then does nothing). Protocol: one JSON request per line on stdin, one JSON answer per line on stdout.
 
     python Testing/fork_runner.py        (with the repository on PYTHONPATH)
 """
@@ -34,6 +35,15 @@ def child(request: dict) -> None:
         os.dup2(stdin, 0)
         from LesionDetectLib import cli
 
+        real_exit = os._exit
+
+        def exit_noting_when(code: int) -> None:  # a signal sent later found the command done
+            finished = time.monotonic()
+            with open(request["stdout"] + ".done", "w") as done:
+                done.write(repr(finished))
+            real_exit(code)
+
+        os._exit = exit_noting_when
         sys.argv = ["lesiondetect", *request["argv"]]
         cli.run_command()  # exits the process itself
     except BaseException:
@@ -52,22 +62,28 @@ def run(request: dict) -> dict:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT))
     deadline = started + request.get("timeout_s", 60.0)
     signal_at = request.get("signal_after_s")
-    signalled = False
+    sent = None  # when the signal was sent
     while True:
         done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
             break
         now = time.monotonic()
-        if signal_at is not None and not signalled and now - started >= signal_at:
+        if signal_at is not None and sent is None and now - started >= signal_at:
+            sent = time.monotonic()
             os.kill(pid, request.get("signal", signal.SIGTERM))
-            signalled = True
         if now > deadline:
             os.kill(pid, signal.SIGKILL)
             _, status, usage = os.wait4(pid, 0)
-            return {"status": None, "timed_out": True, "signalled": signalled, "peak_bytes": usage.ru_maxrss * 1024,
-                    "seconds": time.monotonic() - started}
+            return {"status": None, "timed_out": True, "signalled": sent is not None,
+                    "peak_bytes": usage.ru_maxrss * 1024, "seconds": time.monotonic() - started}
         time.sleep(0.005)
-    return {"status": os.waitstatus_to_exitcode(status), "timed_out": False, "signalled": signalled,
+    try:
+        with open(request["stdout"] + ".done") as note:
+            finished = float(note.read())
+    except (OSError, ValueError):
+        finished = float("inf")
+    return {"status": os.waitstatus_to_exitcode(status), "timed_out": False,
+            "signalled": sent is not None and sent < finished,  # before the command's last instruction
             "peak_bytes": usage.ru_maxrss * 1024, "seconds": time.monotonic() - started}
 
 

@@ -222,10 +222,11 @@ def assert_documented_outcome(answer: dict, stdout: str, stderr: str, base_bytes
     assert answer["peak_bytes"] < base_bytes + MEMORY_MARGIN, answer
     lines = [line for line in stderr.replace("\r", "\n").splitlines()
              if line.strip() and not PROGRESS_LINE.search(line) and not line.startswith("lesiondetect: warning:")]
-    if answer["signalled"]:
+    if answer["signalled"]:  # also after another error was reported: then that stays the one line
         assert status == 130, (status, stderr[-2000:])
-    if status == 2:
-        assert re.match(r"lesiondetect( [\w-]+)*: error: ", lines[-1]), stderr
+    if status == 2 or status == 130 and stderr.startswith("usage:"):  # argparse's usage and error line
+        usage = lines[0].startswith("usage: ") and all(line.startswith(" ") for line in lines[1:-1])
+        assert usage and re.match(r"lesiondetect( [\w-]+)*: error: ", lines[-1]), stderr
     elif status not in (0, 141):
         errors = [line for line in lines if line.startswith(("lesiondetect: error:", "lesiondetect: failed:"))]
         assert len(errors) == 1 and (chatty or len(lines) == 1), stderr[-2000:]

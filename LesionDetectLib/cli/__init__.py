@@ -152,12 +152,12 @@ def run_command() -> None:
             reported = code != 0
     signal.pthread_sigmask(signal.SIG_BLOCK, cancellation.SIGNALS)
     atexit._run_exitfuncs()  # what the interpreter's shutdown runs, with the signals held off
-    pending = signal.sigpending() & set(cancellation.SIGNALS)
-    # read last: a signal that came just before the block has run its Python handler by now
+    _flush_output()
+    pending = signal.sigpending() & set(cancellation.SIGNALS)  # looked at last, right before the end
+    # a signal that came just before the block has run its Python handler by now
     received = cancellation.received() or (cancellation.message(min(pending)) if pending else None)
     if received is not None:
         if not reported:
             report_error(received, CancelledError.exit_code, "none")
         code = CancelledError.exit_code
-    _flush_output()
     os._exit(code)
