@@ -488,3 +488,31 @@ def test_signal_in_the_last_moments_is_exit_130_not_death_by_signal(workspace, s
             process.kill()
     assert process.returncode == 130, stderr
     assert stderr.count("\n") == 1 and stderr.startswith("lesiondetect: error: cancelled") and "Traceback" not in stderr
+
+
+def test_signal_during_an_import_is_raised_once_the_import_is_done(workspace, tmp_path, monkeypatch, capsys,
+                                                                    restore_sigterm):
+    """A KeyboardInterrupt raised inside VTK's lazy import crashed the process (SIGSEGV, found by
+    test_fuzz_options.py): a signal that arrives while a module is imported waits for the import to finish."""
+    import importlib
+
+    (tmp_path / "slow_extension.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.3)\nCOMPLETE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_extension", raising=False)
+    imported = []
+
+    def write_surfaces_importing_a_slow_module(*args, **kwargs):
+        module = importlib.import_module("slow_extension")
+        imported.append(time.monotonic())
+        assert module.COMPLETE
+        time.sleep(5)
+        raise AssertionError("the signal was not raised after the import")
+
+    monkeypatch.setattr(writers, "write_surfaces", write_surfaces_importing_a_slow_module)
+    out = tmp_path / "out"
+    code = run_main("detect", workspace.small, "-o", out, "--model", workspace.bundle, "--progress", "none",
+                    "--quiet", "--save-surfaces", "stl")
+    assert code == 130 and len(imported) == 1 and time.monotonic() - imported[0] < 4
+    assert capsys.readouterr().err == "lesiondetect: error: cancelled by signal SIGTERM\n"
+    assert list(out.iterdir()) == []
