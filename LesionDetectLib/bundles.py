@@ -82,12 +82,13 @@ class ModelSpec:
         known = {f.name for f in fields(cls)}
         optional = {"provenance", "metrics", "input_requirements", "outline_threshold"}
         problems = [f"missing field {name!r}" for name in sorted(known - optional - data.keys())]
-        problems += [f"unknown field {name!r}" for name in sorted(data.keys() - known)]
+        problems += [f"unknown field {name[:64]!r}" for name in sorted(data.keys() - known)]
         problems += [f"{where} is {value} (every number must be finite)" for where, value in non_finite_numbers(data)]
         if not problems:
             problems = _value_problems(data)
         if problems:
-            raise ModelBundleError(f"{source}: invalid model bundle: " + "; ".join(problems))
+            more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise ModelBundleError(f"{source}: invalid model bundle: " + "; ".join(problems[:5]) + more)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,10 +104,16 @@ def non_finite_numbers(value: Any, where: str = "") -> list[tuple[str, float]]:
     if isinstance(value, float) and not math.isfinite(value):
         return [(where or "the document", value)]
     if isinstance(value, dict):
-        return [found for key, item in value.items() for found in non_finite_numbers(item, f"{where}.{key}" if where else key)]
+        return [found for key, item in value.items()
+                for found in non_finite_numbers(item, f"{where}.{_key(key)}" if where else _key(key))]
     if isinstance(value, list):
         return [found for index, item in enumerate(value) for found in non_finite_numbers(item, f"{where}[{index}]")]
     return []
+
+
+def _key(key: str) -> str:
+    """A JSON key as a message shows it: plain names as they are, others quoted (newlines and all escaped)."""
+    return key if re.fullmatch(r"[\w.+-]{1,64}", key) else repr(key[:64])
 
 
 def _value_problems(data: dict[str, Any]) -> list[str]:
