@@ -17,6 +17,12 @@ EVALUATE = ["evaluate", "--pred", "pred", "--ref", "ref"]
 DETECT = ["detect", "scan.nii.gz", "-o", "out"]
 
 
+@pytest.fixture(autouse=True)
+def in_a_scratch_folder(tmp_path, monkeypatch):
+    """The commands name relative paths: should one run after all, it writes here, not into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def usage_error(argv: list[str], capsys) -> str:
     """argparse's message for ``argv``, which must be refused as bad usage (exit 2) before anything runs."""
     with pytest.raises(SystemExit) as caught:
