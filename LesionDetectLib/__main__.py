@@ -1,7 +1,6 @@
 """``python -m LesionDetectLib`` (and ``PythonSlicer -m LesionDetectLib``) is the `lesiondetect` command."""
 
-import sys
+from .cli import run_command
 
-from .cli import main
-
-sys.exit(main())
+if __name__ == "__main__":
+    run_command()

@@ -5,6 +5,9 @@ after their sha256 matches ``model.json``, and only with ``torch.load(weights_on
 never code: the network is a name from an allow-list with JSON keyword arguments, nothing is downloaded
 (``pretrained`` is refused), files are read only when they are regular files inside the bundle and within a
 size limit (also inside a ``.zip``, before decompressing), and the bundle's name is a plain folder name.
+Every number in ``model.json`` must be finite (Python's json reads NaN and Infinity) and every setting within
+a sane range, and `import_model` installs only what `load_model` would accept: the network is built and the
+weights loaded into it before anything is copied.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import json
 import math
 import os
 import re
-import shutil
 import stat
 import zipfile
 import zlib
@@ -24,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import LesionDetectError, ModelBundleError
+from .errors import LesionDetectError, ModelBundleError, ModelsFolderError, OutputError
 from .input_checks import REQUIREMENT_CHECKS
 
 FORMAT_VERSION = 1
@@ -36,6 +38,13 @@ PACKAGE_MODELS = Path(__file__).parent / "models"
 MODELS_ENV = "LESIONDETECT_MODELS"
 MAX_SPEC_BYTES, MAX_WEIGHTS_BYTES = 2**20, 2**31  # 1 MiB of JSON, 2 GiB of weights
 MAX_PATCH = 512  # voxels per patch side (a patch is held many times over in memory)
+MAX_BATCH = 1024  # sliding-window batch
+MAX_WINDOW_VOXELS = 2**26  # patch voxels × batch: 256³ × 4 or 128³ × 32; a network's activations scale with it
+MAX_OVERLAP = 0.9  # 0.9 already runs 1000 times the windows of no overlap
+SPACING_RANGE_MM = (0.01, 100.0)
+MAX_LESION_MM3 = 1e9  # a cubic metre
+MAX_HU = 1e5  # CT window bounds
+MAX_TEXT = 10_000  # characters of a name, version or description
 SAFE_NAME = re.compile(r"(?!\.)[\w .+-]{1,128}(?<![. ])")  # one plain folder name: no '/', '\\', '..', control characters
 
 
@@ -74,11 +83,13 @@ class ModelSpec:
         known = {f.name for f in fields(cls)}
         optional = {"provenance", "metrics", "input_requirements", "outline_threshold", "flip_axes"}
         problems = [f"missing field {name!r}" for name in sorted(known - optional - data.keys())]
-        problems += [f"unknown field {name!r}" for name in sorted(data.keys() - known)]
+        problems += [f"unknown field {name[:64]!r}" for name in sorted(data.keys() - known)]
+        problems += [f"{where} is {value} (every number must be finite)" for where, value in non_finite_numbers(data)]
         if not problems:
             problems = _value_problems(data)
         if problems:
-            raise ModelBundleError(f"{source}: invalid model bundle: " + "; ".join(problems))
+            more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise ModelBundleError(f"{source}: invalid model bundle: " + "; ".join(problems[:5]) + more)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,11 +102,32 @@ class ModelSpec:
         return data
 
 
+def non_finite_numbers(value: Any, where: str = "") -> list[tuple[str, float]]:
+    """(field path, value) of every NaN or infinite number in a JSON document, e.g. ('spacing[1]', nan)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(where or "the document", value)]
+    if isinstance(value, dict):
+        return [found for key, item in value.items()
+                for found in non_finite_numbers(item, f"{where}.{_key(key)}" if where else _key(key))]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in non_finite_numbers(item, f"{where}[{index}]")]
+    return []
+
+
+def _key(key: str) -> str:
+    """A JSON key as a message shows it: plain names as they are, others quoted (newlines and all escaped)."""
+    return key if re.fullmatch(r"[\w.+-]{1,64}", key) else repr(key[:64])
+
+
 def _value_problems(data: dict[str, Any]) -> list[str]:
+    low, high = SPACING_RANGE_MM
     checks = [
-        (data["format_version"] == FORMAT_VERSION, f"format_version must be {FORMAT_VERSION}"),
+        (_is_int(data["format_version"]) and data["format_version"] == FORMAT_VERSION,
+         f"format_version must be {FORMAT_VERSION}"),
         (isinstance(data["name"], str) and SAFE_NAME.fullmatch(data["name"]) is not None,
          "name must be a plain folder name (letters, digits, space, '.', '_', '+', '-'; not starting with '.')"),
+        *[(isinstance(data[key], str) and len(data[key]) <= MAX_TEXT, f"{key} must be text (at most {MAX_TEXT} characters)")
+          for key in ("version", "description", "intended_use")],
         (data["modality"] in MODALITIES, f"modality must be one of {MODALITIES}"),
         (_is_list(data["input_channels"], str) and len(data["input_channels"]) >= 1, "input_channels: list of names"),
         (isinstance(data["network"], dict) and isinstance(data["network"].get("name"), str)
@@ -103,23 +135,30 @@ def _value_problems(data: dict[str, Any]) -> list[str]:
         (not isinstance(data["network"], dict) or not isinstance(data["network"].get("kwargs", {}), dict)
          or data["network"].get("kwargs", {}).get("pretrained", False) is False,
          "network.kwargs.pretrained must be false: a bundle carries its own weights and nothing is downloaded"),
-        (_is_list(data["spacing"], (int, float), 3) and min(data["spacing"], default=0) > 0, "spacing: 3 positive mm"),
+        (_is_list(data["spacing"], (int, float), 3) and all(low <= s <= high for s in data["spacing"]),
+         f"spacing: 3 numbers from {low} to {high} mm"),
         (isinstance(data["intensity"], dict) and data["intensity"].get("kind") in INTENSITY_KINDS,
          f"intensity.kind must be one of {INTENSITY_KINDS}"),
         (_intensity_ok(data["intensity"]),
-         "intensity: window [low, high] (ct) or percentiles [low, high] within 0–100 (mr), low < high"),
+         f"intensity: window [low, high] within ±{MAX_HU:g} HU (ct) or percentiles [low, high] within 0–100 (mr), "
+         "low < high"),
         (_is_list(data["patch_size"], int, 3) and min(data["patch_size"], default=0) > 0
          and max(data["patch_size"]) <= MAX_PATCH, f"patch_size: 3 integers from 1 to {MAX_PATCH}"),
-        (isinstance(data["overlap"], (int, float)) and 0 <= data["overlap"] < 1, "overlap must be in [0, 1)"),
-        (isinstance(data["batch_size"], int) and data["batch_size"] >= 1, "batch_size must be ≥ 1"),
-        (isinstance(data["threshold"], (int, float)) and 0 < data["threshold"] < 1, "threshold must be in (0, 1)"),
-        (isinstance(data["min_lesion_mm3"], (int, float)) and data["min_lesion_mm3"] >= 0, "min_lesion_mm3 ≥ 0"),
+        (_is_number(data["overlap"]) and 0 <= data["overlap"] <= MAX_OVERLAP, f"overlap must be in [0, {MAX_OVERLAP}]"),
+        (_is_int(data["batch_size"]) and 1 <= data["batch_size"] <= MAX_BATCH, f"batch_size must be 1 to {MAX_BATCH}"),
+        (_window_ok(data["patch_size"], data["batch_size"]),
+         f"patch_size × batch_size must be at most {MAX_WINDOW_VOXELS} voxels (one sliding-window batch)"),
+        (_is_number(data["threshold"]) and 0 < data["threshold"] < 1, "threshold must be in (0, 1)"),
+        (_is_number(data["min_lesion_mm3"]) and 0 <= data["min_lesion_mm3"] <= MAX_LESION_MM3,
+         f"min_lesion_mm3 must be in [0, {MAX_LESION_MM3:g}]"),
         (_outline_ok(data.get("outline_threshold"), data["threshold"]), "outline_threshold must be in (0, threshold]"),
         (_is_list(data.get("flip_axes", []), int) and len(set(data.get("flip_axes", []))) == len(data.get("flip_axes", []))
          and set(data.get("flip_axes", [])) <= {0, 1, 2}, "flip_axes: distinct axes among 0, 1, 2"),
         (_is_list(data.get("input_requirements", []), str)
          and set(data.get("input_requirements", [])) <= set(REQUIREMENT_CHECKS),
          f"input_requirements: a list of {sorted(REQUIREMENT_CHECKS)}"),
+        (isinstance(data["labels"], dict), "labels must be an object"),
+        *[(isinstance(data.get(key, {}), dict), f"{key} must be an object") for key in ("provenance", "metrics")],
         (isinstance(data["weights"], dict) and data["weights"].get("file") == WEIGHTS_FILE
          and isinstance(data["weights"].get("sha256"), str) and len(data["weights"]["sha256"]) == 64,
          f"weights must be {{file: {WEIGHTS_FILE}, sha256: 64 hex digits}}"),
@@ -127,11 +166,26 @@ def _value_problems(data: dict[str, Any]) -> list[str]:
     return [message for ok, message in checks if not ok]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _window_ok(patch: Any, batch: Any) -> bool:
+    """Patch voxels × batch within `MAX_WINDOW_VOXELS` (bad values are reported by their own checks)."""
+    if not (_is_list(patch, int, 3) and _is_int(batch)):
+        return True
+    return math.prod(patch) * batch <= MAX_WINDOW_VOXELS
+
+
 def _outline_ok(outline: Any, threshold: Any) -> bool:
     """No outline threshold, or one in (0, threshold] (a bad threshold is reported by its own check)."""
     if outline is None or not isinstance(threshold, (int, float)):
         return True
-    return isinstance(outline, (int, float)) and not isinstance(outline, bool) and 0 < outline <= threshold
+    return _is_number(outline) and 0 < outline <= threshold
 
 
 def _intensity_ok(intensity: Any) -> bool:
@@ -139,7 +193,7 @@ def _intensity_ok(intensity: Any) -> bool:
     if not isinstance(intensity, dict):
         return True  # reported by the kind check
     if intensity.get("kind") == "ct":
-        pair, low_bound, high_bound = intensity.get("window"), -math.inf, math.inf
+        pair, low_bound, high_bound = intensity.get("window"), -MAX_HU, MAX_HU
     else:
         pair, low_bound, high_bound = intensity.get("percentiles", [0.5, 99.5]), 0.0, 100.0
     return _is_list(pair, (int, float), 2) and low_bound <= pair[0] < pair[1] <= high_bound
@@ -219,7 +273,7 @@ def _read_member(folder: Path, name: str, limit: int) -> bytes:
     """A regular file of the bundle folder, not a link leading out of it, at most ``limit`` bytes."""
     member = folder / name
     try:
-        if not member.resolve().is_relative_to(folder.resolve()):
+        if not member.resolve().is_relative_to(folder.resolve()):  # RuntimeError: a loop of links
             raise ModelBundleError(f"{member}: a link to {member.resolve()}, outside the bundle; copy the file instead")
         info = member.stat()
         if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
@@ -230,6 +284,8 @@ def _read_member(folder: Path, name: str, limit: int) -> bytes:
             return stream.read(limit + 1)[:limit]
     except OSError as error:
         raise ModelBundleError(f"{folder}: not a model bundle ({error.strerror}: {name})") from None
+    except RuntimeError:
+        raise ModelBundleError(f"{folder}: not a model bundle ({name} is a loop of symbolic links)") from None
 
 
 def _read_zip_member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
@@ -278,10 +334,13 @@ def _parse_spec(spec_bytes: bytes, path: Path) -> ModelSpec:
 
 def open_bundle(path: str | Path, source: str = "path") -> Model:
     """Validate a bundle at ``path`` and check its weights' sha256; raise `ModelBundleError` otherwise."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise ModelBundleError(f"{path}: no such model bundle")
-    spec_bytes, weights = _read_bundle_files(path)
+    path = _user_path(path)
+    try:
+        if not path.exists():
+            raise ModelBundleError(f"{path}: no such model bundle")
+        spec_bytes, weights = _read_bundle_files(path)
+    except OSError as error:  # a folder that cannot be searched
+        raise ModelBundleError(f"{path}: cannot be read ({error.strerror or error})") from None
     spec = _parse_spec(spec_bytes, path)
     actual = sha256_of(weights)
     if actual != spec.weights["sha256"]:
@@ -291,9 +350,37 @@ def open_bundle(path: str | Path, source: str = "path") -> Model:
     return Model(spec=spec, location=path, source=source, weights_bytes=weights)
 
 
+def _user_path(path: str | Path) -> Path:
+    """``path`` with ``~`` expanded (kept as given when there is no such home folder)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
+
+
 def user_models_folder() -> Path:
-    """``$LESIONDETECT_MODELS`` or ``~/.lesiondetect/models``."""
-    return Path(os.environ.get(MODELS_ENV) or Path.home() / ".lesiondetect" / "models").expanduser()
+    """``$LESIONDETECT_MODELS`` or ``~/.lesiondetect/models`` (`ModelsFolderError` when neither can be known)."""
+    try:
+        return Path(os.environ.get(MODELS_ENV) or Path.home() / ".lesiondetect" / "models").expanduser()
+    except RuntimeError:  # no home folder
+        raise ModelsFolderError(f"no home folder to keep models in; set {MODELS_ENV} to a folder") from None
+
+
+def _bundle_folders(folder: Path) -> list[Path]:
+    """The entries of a models folder ([] when it does not exist); `ModelsFolderError` when it cannot be listed."""
+    try:
+        return sorted(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as error:
+        raise ModelsFolderError(f"models folder {folder} cannot be read: {error.strerror or error}") from None
+
+
+def _holds_spec(candidate: Path) -> bool:
+    try:
+        return (candidate / SPEC_FILE).is_file()
+    except OSError:  # a bundle folder that cannot be searched is not listed
+        return False
 
 
 @dataclass(frozen=True)
@@ -315,11 +402,13 @@ class ModelEntry:
 def list_models() -> list[ModelEntry]:
     """Models in the package and the user folder (user models shadow packaged ones of the same name)."""
     found: dict[str, ModelEntry] = {}
-    for source, folder in (("package", PACKAGE_MODELS), ("user", user_models_folder())):
-        if not folder.is_dir():
-            continue
-        for candidate in sorted(folder.iterdir()):
-            if not (candidate / SPEC_FILE).is_file():
+    try:
+        user = user_models_folder()
+    except ModelsFolderError:  # no home folder and no $LESIONDETECT_MODELS: only the packaged models
+        user = None
+    for source, folder in (("package", PACKAGE_MODELS), ("user", user)):
+        for candidate in _bundle_folders(folder) if folder is not None else []:
+            if not _holds_spec(candidate):
                 continue
             try:
                 spec = read_spec(candidate)
@@ -337,7 +426,7 @@ def load_model(name_or_path: str | Path) -> Model:
     entries = {entry.name: entry for entry in list_models()}
     if text in entries:
         return open_bundle(entries[text].path, source=entries[text].source)
-    if Path(text).expanduser().exists() or os.sep in text or text.endswith(".zip"):
+    if _user_path(text).exists() or os.sep in text or text.endswith(".zip"):
         return open_bundle(text)
     names = ", ".join(entries) or "none installed"
     raise ModelBundleError(f"no model named {text!r} (available: {names}); give a bundle path or import one")
@@ -360,17 +449,24 @@ def default_model_for(modality: str | None) -> str:
 
 
 def import_model(path: str | Path) -> Path:
-    """Validate a bundle and copy it into the user model folder as ``<name>/``; return the new folder."""
+    """Validate a bundle as `load_model` does, network and weights included, and copy it into the user model
+    folder as ``<name>/`` (replacing an earlier one whole); return the new folder. Nothing is left on failure."""
+    from .writers.atomic import staged_outputs
+
     model = open_bundle(path)
-    target = user_models_folder() / model.spec.name
-    staging = target.with_name(f".{target.name}.importing")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    (staging / SPEC_FILE).write_text(json.dumps(model.spec.to_dict(), indent=2, sort_keys=True) + "\n")
-    (staging / WEIGHTS_FILE).write_bytes(model.weights_bytes)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    model.network("cpu")  # an allowed network built from its arguments, the weights loaded into it
+    folder = user_models_folder()
+    target = folder / model.spec.name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with staged_outputs(folder) as staging:
+            temporary = staging.directory(target)
+            (temporary / SPEC_FILE).write_text(json.dumps(model.spec.to_dict(), indent=2, sort_keys=True) + "\n")
+            (temporary / WEIGHTS_FILE).write_bytes(model.weights_bytes)
+    except OutputError as error:
+        raise ModelsFolderError(f"cannot import into the models folder {folder}: {error}") from None
+    except OSError as error:
+        raise ModelsFolderError(f"cannot import into the models folder {folder}: {error.strerror or error}") from None
     return target
 
 

@@ -68,7 +68,8 @@ def detect(
 
     for message in input_warnings(volume, spec.input_requirements):
         warn(message)
-    check_memory(volume.array.shape, preprocess.model_grid(volume, tuple(spec.spacing)).size)
+    check_memory(volume.array.shape, preprocess.model_grid(volume, tuple(spec.spacing)).size, tuple(spec.patch_size),
+                 batch_size or infer.default_batch_size(spec.batch_size, device), spec.overlap if overlap is None else overlap)
     progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
     model_input = preprocess.prepare_input(volume, spec)
     progress("inference", 0.15, f"{spec.network['name']} on {device}, grid {model_input.grid.size}")

@@ -27,6 +27,12 @@ class OutputError(LesionDetectError):
     exit_code = 5
 
 
+class ModelsFolderError(LesionDetectError):
+    """The user models folder ($LESIONDETECT_MODELS or ~/.lesiondetect/models) cannot be read or written."""
+
+    exit_code = 5
+
+
 class DatasetError(LesionDetectError):
     """A training or evaluation dataset has problems (all of them are listed in the message)."""
 

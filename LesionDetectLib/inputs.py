@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import InputImageError
@@ -10,9 +11,40 @@ from .io import IMAGE_SUFFIXES, dicom_series
 LIST_SUFFIXES = (".txt", ".list")
 
 
-def _is_image_file(path: Path) -> bool:
-    """An image file by its name; hidden files (such as our own temporary outputs) are not inputs."""
-    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES) and not path.name.startswith(".")
+def _folder_images(folder: Path) -> list[Path] | None:
+    """The entries of ``folder`` named like images (hidden ones, such as our own temporary outputs, are not
+    inputs); a FIFO or device so named is kept, to be refused on its own. None when it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(folder / entry.name for entry in entries if not entry.name.startswith(".")
+                          and entry.name.lower().endswith(IMAGE_SUFFIXES) and not _is_folder(entry))
+    except OSError:
+        return None
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_dicom_folder(folder: Path) -> bool:
+    """A folder holding a DICOM series (a folder that cannot be scanned safely is not: it fails on its own)."""
+    try:
+        return bool(dicom_series(folder))
+    except InputImageError:
+        return False
+
+
+def _kind(path: Path) -> str:
+    """'list', 'folder' or 'other' (a file, or a path that fails later with its own error)."""
+    try:
+        if path.is_dir():
+            return "folder"
+        return "list" if path.suffix.lower() in LIST_SUFFIXES and path.is_file() else "other"
+    except OSError:
+        return "other"
 
 
 def _list_file_lines(path: Path) -> list[str]:
@@ -29,7 +61,7 @@ def _list_file_lines(path: Path) -> list[str]:
 def expand_inputs(names: list[str]) -> list[Path]:
     """Each name is an image file, a DICOM series folder, a folder of image files, or a list file of paths.
 
-    Unknown or missing paths are kept, so that each fails with its own clear error later.
+    Unknown, missing or unreadable paths are kept, so that each fails with its own clear error later.
     """
     return _expand(names, frozenset())
 
@@ -38,17 +70,33 @@ def _expand(names: list[str], lists: frozenset[Path]) -> list[Path]:
     """`expand_inputs`, with the list files already being read (a list naming itself is an error, not a loop)."""
     cases: list[Path] = []
     for name in names:
-        path = Path(name).expanduser()
-        if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-            if path.resolve() in lists:
+        path = _user_path(name)
+        kind = _kind(path)
+        if kind == "list":
+            resolved = _resolved(path)
+            if resolved in lists:
                 raise InputImageError(f"{path}: list file includes itself")
-            cases += _expand(_list_file_lines(path), lists | {path.resolve()})
-        elif path.is_dir() and not dicom_series(path):
-            images = sorted(p for p in path.iterdir() if _is_image_file(p))
-            cases += images or [path]
+            cases += _expand(_list_file_lines(path), lists | {resolved})
+        elif kind == "folder" and not _is_dicom_folder(path):
+            cases += _folder_images(path) or [path]
         else:
             cases.append(path)
     return cases
+
+
+def _user_path(name: str) -> Path:
+    """``name`` with ``~`` expanded (kept as given when there is no such home folder)."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:
+        return Path(name)
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: it cannot be read, which its reading will say
+        raise InputImageError(f"{path}: cannot be read (a loop of symbolic links)") from None
 
 
 def shard(cases: list[Path], rank: int, world_size: int) -> list[Path]:

@@ -1,20 +1,18 @@
 """Reading volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) with SimpleITK, and input validation.
 
-Before any voxel is read the header must describe an image that fits in memory, and NIfTI and compressed
-MetaImage data must be complete (ITK fills missing data with zeros or stale memory without a word); float
-NIfTI data is scanned for NaN and Inf (ITK's NIfTI reader turns them into 0 without a word). A DICOM
-series must have evenly spaced slices (ITK only warns about a missing slice and returns a wrong grid). The
-native readers' own messages on stderr are silenced: the `InputImageError` carries the reason in one line.
+Before ITK opens a file, `image_files` checks that it (and every data file its header names) is a regular file
+and that its header holds nothing ITK would silently replace; NIfTI and compressed MetaImage data must be
+complete and float NIfTI data finite. The header must then describe an image that fits in memory. A DICOM
+series must have evenly spaced slices of one orientation, size and pixel spacing (ITK only warns about a
+missing slice, and stacks any slices it is given). The native readers' own messages on stderr are silenced:
+the `InputImageError` carries the reason in one line.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
-import struct
 import sys
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -22,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .cancellation import shielded
 from .errors import InputImageError
+from .image_files import check_before_reading, check_folder, check_metaimage_complete, check_regular_file
 from .resources import check_read_memory
 from .volume import Volume
 
@@ -41,9 +41,13 @@ def volume_stem(path: str | Path) -> str:
 
 
 def dicom_series(folder: Path) -> dict[str, list[str]]:
-    """The DICOM series in ``folder``: series instance UID → sorted file names."""
+    """The DICOM series in ``folder``: series instance UID → sorted file names.
+
+    Refuses (`InputImageError`) a folder that cannot be listed or holds a FIFO or device: GDCM opens every file.
+    """
     import SimpleITK as sitk
 
+    check_folder(folder)
     reader = sitk.ImageSeriesReader
     with _native_output_silenced():
         return {uid: list(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in reader.GetGDCMSeriesIDs(str(folder))}
@@ -71,8 +75,33 @@ def _read_dicom_folder(folder: Path, series_uid: str | None):
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     image = reader.Execute()
+    _check_slices_agree(reader, len(files), folder, series_uid)
     _check_slice_positions(reader, image, len(files), folder)
     return image
+
+
+SLICE_ATTRIBUTES = {"0020|0037": "orientation", "0028|0030": "pixel spacing", "0028|0010": "rows",
+                    "0028|0011": "columns"}  # must be the same in every slice of a series
+
+
+def _check_slices_agree(reader, count: int, folder: Path, series_uid: str) -> None:
+    """Refuse a series whose slices differ in orientation, pixel spacing or size: ITK would stack them as one grid."""
+    for key, attribute in SLICE_ATTRIBUTES.items():
+        values = [reader.GetMetaData(index, key).strip() if reader.HasMetaDataKey(index, key) else "none"
+                  for index in range(count)]
+        distinct = list(dict.fromkeys(values))
+        if len(distinct) > 1 and not _same_numbers(distinct):
+            raise InputImageError(f"{folder}: the slices of series {series_uid} differ in {attribute}: "
+                                  + ", ".join(distinct[:4]) + (" …" if len(distinct) > 4 else ""))
+
+
+def _same_numbers(values: list[str], tolerance: float = 1e-4) -> bool:
+    """True when DICOM multi-values such as '1\\0\\0' and '1.0\\0\\0' hold the same numbers."""
+    try:
+        numbers = [np.array([float(v) for v in value.split("\\")]) for value in values]
+    except ValueError:
+        return False
+    return all(n.shape == numbers[0].shape and np.allclose(n, numbers[0], atol=tolerance) for n in numbers)
 
 
 def _check_slice_positions(reader, image, count: int, folder: Path) -> None:
@@ -96,115 +125,6 @@ def _check_slice_positions(reader, image, count: int, folder: Path) -> None:
             f"{folder}: slices are not evenly spaced (gaps {np.round(np.min(gaps), 3)}–{np.round(np.max(gaps), 3)} mm): "
             "a slice is missing, duplicated or corrupt"
         )
-
-
-def _nifti_layout(header: bytes) -> tuple[str, int, int, int] | None:
-    """(byte order, datatype code, vox_offset, data bytes) of a NIfTI-1 or NIfTI-2 header, or None if not NIfTI."""
-    if len(header) < 4:
-        return None
-    for order in "<>":
-        size = struct.unpack(order + "i", header[:4])[0]
-        if size == 348 and len(header) >= 348:
-            dims = struct.unpack(order + "8h", header[40:56])
-            datatype, bitpix = struct.unpack(order + "2h", header[70:74])
-            offset = struct.unpack(order + "f", header[108:112])[0]
-        elif size == 540 and len(header) >= 540:
-            dims = struct.unpack(order + "8q", header[16:80])
-            datatype, bitpix = struct.unpack(order + "2h", header[12:16])
-            offset = struct.unpack(order + "q", header[168:176])[0]
-        else:
-            continue
-        if not np.isfinite(offset) or offset < 0:
-            return None  # ITK reports such a header itself
-        count = int(np.prod([max(1, d) for d in dims[1 : 1 + max(0, min(dims[0], 7))]], dtype=object))
-        return order, datatype, int(offset), count * max(1, bitpix // 8)
-    return None
-
-
-NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
-
-
-def _check_nifti(path: Path) -> None:
-    """What ITK's NIfTI reader hides: a truncated file reads zero-filled, NaN and Inf voxels read as 0."""
-    compressed = path.name.lower().endswith(".gz")
-    try:
-        with (gzip.open(path, "rb") if compressed else path.open("rb")) as stream:
-            layout = _nifti_layout(stream.read(540))
-            if layout is None:
-                return
-            order, datatype, offset, nbytes = layout
-            if compressed:
-                with path.open("rb") as raw:
-                    raw.seek(-4, os.SEEK_END)
-                    stored = struct.unpack("<I", raw.read(4))[0]  # gzip trailer: uncompressed size mod 2**32
-                truncated = offset + nbytes < 2**32 and stored != offset + nbytes
-            else:
-                truncated = path.stat().st_size < offset + nbytes
-            if truncated:
-                raise InputImageError(
-                    f"{path}: truncated or corrupt NIfTI file (header needs {offset + nbytes} bytes of data)"
-                )
-            if datatype in NIFTI_FLOAT_TYPES:
-                stream.seek(offset)
-                bad = _count_non_finite(stream, np.dtype(order + NIFTI_FLOAT_TYPES[datatype]), nbytes)
-                if bad:
-                    raise InputImageError(f"{path}: holds {bad} NaN or infinite voxels")
-    except (OSError, EOFError, zlib.error):
-        raise InputImageError(f"{path}: not a readable image (corrupt compressed data)") from None
-
-
-def _count_non_finite(stream, dtype: np.dtype, nbytes: int) -> int:
-    """NaN and infinite values among the next ``nbytes`` of ``stream``, read in bounded chunks."""
-    bad, chunk = 0, dtype.itemsize * 2**20
-    while nbytes > 0:
-        data = stream.read(min(chunk, nbytes))
-        if not data:
-            break
-        nbytes -= len(data)
-        values = np.frombuffer(data[: len(data) - len(data) % dtype.itemsize], dtype=dtype)
-        bad += int(values.size - np.count_nonzero(np.isfinite(values)))
-    return bad
-
-
-def _check_metaimage_complete(path: Path, expected: int) -> None:
-    """ITK leaves the rest of the buffer as it was (stale memory) when compressed MetaImage data ends early."""
-    header: dict[str, str] = {}
-    with path.open("rb") as stream:
-        for _ in range(64):
-            key, _, value = stream.readline(4096).decode("latin-1").partition("=")
-            header[key.strip()] = value.strip()
-            if key.strip() in ("ElementDataFile", ""):
-                break
-        offset = stream.tell()
-    data_file = header.get("ElementDataFile", "")
-    if header.get("CompressedData", "").lower() != "true" or header.get("HeaderSize", "0") != "0":
-        return
-    if data_file.upper() == "LOCAL":
-        source = path
-    elif data_file and " " not in data_file and not data_file.upper().startswith("LIST"):
-        source, offset = path.parent / data_file, 0
-    else:
-        return
-    try:
-        with source.open("rb") as stream:
-            stream.seek(offset)
-            inflated = _inflated_size(stream, limit=expected)
-    except (OSError, zlib.error):
-        inflated = -1
-    if inflated != expected:
-        raise InputImageError(f"{path}: truncated or corrupt MetaImage file (header needs {expected} bytes of data)")
-
-
-def _inflated_size(stream, limit: int) -> int:
-    """Bytes a zlib/gzip stream inflates to, counted in bounded chunks; stops once past ``limit``."""
-    inflater = zlib.decompressobj(47)  # zlib or gzip header, detected
-    produced = 0
-    while produced <= limit and not inflater.eof:
-        data = inflater.unconsumed_tail or stream.read(2**20)
-        if not data:
-            break
-        produced += len(inflater.decompress(data, 2**24))
-    return produced
 
 
 def _check_fits_in_memory(reader, source: Path, slices: int = 1) -> int:
@@ -249,33 +169,47 @@ def _native_output_silenced() -> Iterator[None]:
                 os.dup2(null.fileno(), 2)
         yield
     finally:
-        if saved is not None:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+        with shielded():  # a signal must not leave stderr pointing at /dev/null
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+            sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+
+
+def check_image_file(path: Path) -> str:
+    """Everything `image_files` checks before ITK may open ``path``; returns the name of the ITK reader to use."""
+    import SimpleITK as sitk
+
+    check_regular_file(path)
+    name = sitk.ImageFileReader.GetImageIOFromFileName(str(path))  # the reader ITK picks by the content
+    if not name:
+        raise InputImageError(f"{path}: not a readable image (unknown or corrupt image format)")
+    check_before_reading(path, name)
+    return name
 
 
 def _read_file(path: Path):
     import SimpleITK as sitk
 
+    name = check_image_file(path)
     reader = sitk.ImageFileReader()
+    reader.SetImageIO(name)
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
     expected = _check_fits_in_memory(reader, path)
-    name = path.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        _check_nifti(path)
-    elif name.endswith((".mha", ".mhd")):
-        _check_metaimage_complete(path, expected)
+    if name == "MetaImageIO":
+        check_metaimage_complete(path, expected)
     return reader.Execute()
 
 
 def _read_image(path: Path, series_uid: str | None):
-    if not path.exists():
-        raise InputImageError(f"{path}: no such file or folder")
+    try:
+        is_folder = path.is_dir()
+    except OSError as error:
+        raise InputImageError(f"{path}: cannot be read ({error.strerror or error})") from None
     try:
         with _native_output_silenced():
-            return _read_dicom_folder(path, series_uid) if path.is_dir() else _read_file(path)
+            return _read_dicom_folder(path, series_uid) if is_folder else _read_file(path)
     except RuntimeError as error:
         raise InputImageError(f"{path}: not a readable image ({_itk_reason(error)})") from None
     except OSError as error:
@@ -318,14 +252,15 @@ def read_volume(path: str | Path, series_uid: str | None = None, name: str | Non
 
 
 def validate_volume(volume: Volume, source: str = "input") -> None:
-    """Raise `InputImageError` for an empty, thin-to-nothing, constant or non-finite volume or bad geometry."""
+    """Raise `InputImageError` for an empty, one-voxel-thick (2-D), constant or non-finite volume or bad geometry."""
     array = volume.array
     if array.ndim != 3:
         raise InputImageError(f"{source}: is a {array.ndim}-D array; a 3-D volume is needed")
     if array.size == 0:
         raise InputImageError(f"{source}: is empty (size {volume.shape_ijk})")
-    if min(array.shape) < 2 and array.size < 8:
-        raise InputImageError(f"{source}: too small to hold a lesion (size {volume.shape_ijk})")
+    if min(array.shape) < 2:
+        raise InputImageError(f"{source}: is a 2-D image (size {volume.shape_ijk}: one voxel thick); "
+                              "a 3-D volume is needed")
     if array.dtype.kind not in "biuf":
         raise InputImageError(f"{source}: unsupported voxel type {array.dtype}")
     if array.dtype.kind == "f" and not np.isfinite(array).all():

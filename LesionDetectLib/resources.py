@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -10,6 +11,9 @@ from .errors import InputImageError, LesionDetectError
 
 BYTES_PER_INPUT_VOXEL = 4 * 4 + 2  # probability, resample scratch, label map and a float copy, per input voxel
 BYTES_PER_MODEL_VOXEL = 4 * 4  # normalised image, blending weights, output sum and count, per model voxel
+# The network's activations per voxel of each window of a sliding-window batch, on the CPU: 65-98 bytes for the
+# shipped UNet, 682-693 for a 16-feature BasicUNet (benchmarks/window_memory.py, RESULTS.md), with a margin.
+BYTES_PER_WINDOW_VOXEL = 768
 SKIP_ENV = "LESIONDETECT_SKIP_MEMORY_CHECK"
 # Resampling a real scan to a model's spacing changes its voxel count a few-fold (thick slices, an oblique
 # slab: < 100-fold); a thousand-fold growth means a handful of voxels spread over metres.
@@ -31,15 +35,29 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-def estimate_detect_bytes(input_shape: tuple[int, ...], model_grid_size: tuple[int, ...]) -> int:
-    """A conservative estimate of the peak RAM `detect` needs beyond the input itself."""
-    return int(np.prod(input_shape, dtype=np.int64)) * BYTES_PER_INPUT_VOXEL + int(
-        np.prod(model_grid_size, dtype=np.int64)
-    ) * BYTES_PER_MODEL_VOXEL
+def sliding_windows(grid_size, patch_size, overlap: float) -> int:
+    """How many windows of ``patch_size`` with ``overlap`` cover ``grid_size`` (as MONAI's sliding window places
+    them; a grid smaller than the patch is padded to it)."""
+    steps = [1 if g <= p else math.ceil((g - p) / max(1, int(p * (1 - overlap)))) + 1
+             for g, p in zip(grid_size, patch_size)]
+    return math.prod(steps)
 
 
-def check_memory(input_shape, model_grid_size, available: int | None = None) -> None:
-    """Raise `LesionDetectError` when the estimate exceeds the memory available now.
+def estimate_detect_bytes(input_shape: tuple[int, ...], model_grid_size: tuple[int, ...],
+                          patch_size: tuple[int, ...] = (1, 1, 1), batch_size: int = 1, overlap: float = 0.0) -> int:
+    """A conservative estimate of the peak RAM `detect` needs beyond the input itself: per input voxel, per voxel of
+    the model's grid (padded to at least one patch), and the network's activations for one sliding-window batch."""
+    padded = [max(int(g), int(p)) for g, p in zip(model_grid_size, patch_size)]
+    windows = min(batch_size, sliding_windows(padded, patch_size, overlap))
+    return (math.prod(int(n) for n in input_shape) * BYTES_PER_INPUT_VOXEL
+            + math.prod(padded) * BYTES_PER_MODEL_VOXEL
+            + windows * math.prod(int(p) for p in patch_size) * BYTES_PER_WINDOW_VOXEL)
+
+
+def check_memory(input_shape, model_grid_size, patch_size=(1, 1, 1), batch_size: int = 1, overlap: float = 0.0,
+                 available: int | None = None) -> None:
+    """Raise `LesionDetectError` when the estimate exceeds the memory available now (the model's patch size and
+    sliding-window batch included: a large patch costs its memory even on a small input).
 
     Also refuses (`InputImageError`) a volume whose few voxels spread over so much space that the model's grid
     would be more than `MAX_UPSAMPLING` times larger: an implausible spacing or direction, and hours of work.
@@ -52,12 +70,13 @@ def check_memory(input_shape, model_grid_size, available: int | None = None) -> 
             f"({grid_voxels // max(1, input_voxels)} times more): its voxel spacing or direction is implausible"
         )
     available = available_memory_bytes() if available is None else available
-    needed = estimate_detect_bytes(input_shape, model_grid_size)
+    needed = estimate_detect_bytes(input_shape, model_grid_size, patch_size, batch_size, overlap)
     if os.environ.get(SKIP_ENV) or available is None or needed <= available:
         return
     raise LesionDetectError(
-        f"this volume needs about {needed / 2**30:.1f} GiB of memory but {available / 2**30:.1f} GiB is available; "
-        "close other programs, crop the volume, or use a model with a coarser spacing"
+        f"this volume needs about {needed / 2**30:.1f} GiB of memory but {available / 2**30:.1f} GiB is available "
+        f"(model patch {'×'.join(str(int(p)) for p in patch_size)}, sliding-window batch {batch_size}); "
+        "close other programs, crop the volume, use a smaller --batch-size or a model with a coarser spacing"
     )
 
 

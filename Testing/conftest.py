@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import struct
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +116,100 @@ def write_series(folder, array, spacing=(0.7, 0.7, 2.0), origin=(-100.0, -80.0, 
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
         writer.Execute(image)
     return folder
+
+
+# NIfTI-1 header fields (byte offset, struct format), for tests that edit headers
+NIFTI1_FIELDS = {
+    "sizeof_hdr": (0, "i"), "dim": (40, "8h"), "datatype": (70, "h"), "bitpix": (72, "h"), "pixdim": (76, "8f"),
+    "vox_offset": (108, "f"), "scl_slope": (112, "f"), "scl_inter": (116, "f"), "qform_code": (252, "h"),
+    "sform_code": (254, "h"), "quatern": (256, "3f"), "qoffset": (268, "3f"), "srow_x": (280, "4f"),
+    "srow_y": (296, "4f"), "srow_z": (312, "4f"), "magic": (344, "4s"),
+}
+
+
+def edit_nifti_header(data: bytes, field: str, value, index: int | None = None, order: str = "<") -> bytes:
+    """``data`` (an uncompressed NIfTI-1 file) with one header field (or one element of it) replaced."""
+    offset, fmt = NIFTI1_FIELDS[field]
+    size = struct.calcsize(order + fmt)
+    values = list(struct.unpack(order + fmt, data[offset : offset + size]))
+    if index is None:
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+    else:
+        values[index] = value
+    return data[:offset] + struct.pack(order + fmt, *values) + data[offset + size :]
+
+
+@contextmanager
+def fifo_watch(path: Path, patience_s: float = 10.0):
+    """Make ``path`` a FIFO that nobody writes; yields a list that gets True if something blocked opening it.
+
+    After ``patience_s`` a helper thread opens the write end (and closes it), which releases a reader blocked in
+    ``open()``: a test that hangs on the FIFO then fails on the list instead of hanging forever.
+    """
+    os.mkfifo(path)
+    blocked: list[bool] = []
+    done = threading.Event()
+
+    def release() -> None:
+        if done.wait(patience_s):
+            return
+        while not done.is_set():
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader yet
+                done.wait(0.05)
+                continue
+            blocked.append(True)
+            os.close(descriptor)
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    try:
+        yield blocked
+    finally:
+        done.set()
+        thread.join(5)
+
+
+# Property tests: seeded (hypothesis derives the examples from the test's name) and small enough for CI;
+# LESIONDETECT_FUZZ_SCALE=20 runs 20 times the examples, unseeded (repeat one with --hypothesis-seed=N).
+FUZZ_SCALE = float(os.environ.get("LESIONDETECT_FUZZ_SCALE", "1"))
+
+
+def fuzz_settings(examples: int, deadline_s: float | None = 10.0):
+    from datetime import timedelta
+
+    from hypothesis import HealthCheck, settings
+
+    return settings(max_examples=max(1, round(examples * FUZZ_SCALE)), derandomize="LESIONDETECT_FUZZ_SCALE" not in os.environ,
+                    deadline=None if deadline_s is None else timedelta(seconds=deadline_s), database=None,
+                    print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                                            HealthCheck.data_too_large, HealthCheck.filter_too_much])
+
+
+def rewrite_slice(path: Path, tags: dict[str, str] | None = None, spacing=None) -> None:
+    """Write one DICOM slice file again with other ``tags`` (or pixel ``spacing``), keeping its UIDs."""
+    image = sitk.ReadImage(str(path))
+    for key, value in (tags or {}).items():
+        image.SetMetaData(key, value)
+    if spacing is not None:
+        image.SetSpacing(spacing)  # the writer stores the image's spacing as Pixel Spacing
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(path))
+    writer.Execute(image)
+
+
+@pytest.fixture
+def unlistable(monkeypatch):
+    """``unlistable(folder)`` makes listing ``folder`` fail with EACCES (as root, no permission bit can do it)."""
+    real_scandir, real_iterdir = os.scandir, Path.iterdir
+    locked: set[Path] = set()
+
+    def refuse(path) -> None:
+        if Path(path) in locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(os, "scandir", lambda path=".": refuse(path) or real_scandir(path))
+    monkeypatch.setattr(Path, "iterdir", lambda self: refuse(self) or real_iterdir(self))
+    return locked.add

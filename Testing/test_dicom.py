@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, needs_shared_data, write_series
+from conftest import SHARED_DATA, needs_shared_data, rewrite_slice, write_series
 
 from LesionDetectLib.errors import InputImageError
 from LesionDetectLib.io import dicom_series, read_volume
@@ -45,3 +45,29 @@ def test_real_ct_series():
     np.testing.assert_allclose(volume.spacing, (0.977, 0.977, 2.0), atol=1e-3)
     np.testing.assert_allclose(volume.origin, (-249.5, -437.5, -804.5), atol=0.5)
     assert volume.modality == "CT"
+
+
+def test_folder_with_one_slice_is_refused_as_2d(tmp_path):
+    """Issue 20, item 4: one slice is a 2-D image."""
+    folder = write_series(tmp_path / "one", ct_array((1, 32, 40)))
+    with pytest.raises(InputImageError, match="2-D") as caught:
+        read_volume(folder)
+    assert str(caught.value).startswith(str(folder)) and "\n" not in str(caught.value)
+
+
+def test_series_whose_slices_differ_in_orientation_is_refused(tmp_path):
+    """Issue 20, item 5: ITK stacks such slices without a word; the message names the series and orientations."""
+    folder = write_series(tmp_path / "mixed", ct_array(), uid="1.2.3.4.7")
+    rewrite_slice(sorted(folder.iterdir())[3], tags={"0020|0037": "1\\0\\0\\0\\0.8\\-0.6"})
+    with pytest.raises(InputImageError, match="orientation") as caught:
+        read_volume(folder)
+    message = str(caught.value)
+    assert "1.2.3.4.7" in message and "1\\0\\0\\0\\1\\0" in message and ".8\\-" in message, message
+    assert message.startswith(str(folder)) and "\n" not in message
+
+
+def test_series_whose_slices_differ_in_pixel_spacing_is_refused(tmp_path):
+    folder = write_series(tmp_path / "mixed", ct_array())
+    rewrite_slice(sorted(folder.iterdir())[2], spacing=(0.9, 0.9, 2.0))
+    with pytest.raises(InputImageError, match="pixel spacing"):
+        read_volume(folder)

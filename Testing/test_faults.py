@@ -2,7 +2,9 @@
 none (never a temporary file), and problems that can be known early are reported before the long computation.
 
 - SIGTERM / SIGINT to a running ``python -m LesionDetectLib detect`` during inference → exit 130, one line.
-  SIGTERM becomes a KeyboardInterrupt, so a library's ``except Exception`` cannot swallow it (tested below).
+  SIGTERM becomes a KeyboardInterrupt, so a library's ``except Exception`` cannot swallow it (tested below);
+  a signal that a library turns into another error, a second one during the cleanup, one while the outcome is
+  printed or while the process exits → still exit 130 and one line (`cancellation.py`, `cli.run_command`).
 - A cancellation or crash while outputs are being written or published → previous outputs intact.
 - An unwritable or read-only output folder, or too little free disk space → exit 5 before the model is read.
 - A volume too large for the memory available → refused with an estimate before inference.
@@ -65,7 +67,8 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture
 def restore_sigterm():
-    """`cli.main` installs its SIGTERM handler for the process; put pytest's back afterwards."""
+    """Put pytest's SIGTERM handler back afterwards (`cli.main` restores the handlers it found itself; this also
+    covers a test that fails half-way)."""
     previous = signal.getsignal(signal.SIGTERM)
     yield
     signal.signal(signal.SIGTERM, previous)
@@ -370,8 +373,8 @@ def test_header_declaring_a_gigantic_image_is_refused_at_once(tmp_path, suffix, 
 
 
 @pytest.mark.parametrize(("shape", "spacing", "message"), [
-    ((1, 1, 200), (100.0, 100.0, 100.0), "more than any body"),  # a 20 m line of voxels
-    ((1, 40, 40), (0.001, 50.0, 3.0), "implausible"),  # one oblique slice spread over metres
+    ((2, 2, 200), (100.0, 100.0, 100.0), "more than any body"),  # a 20 m bar of voxels
+    ((2, 40, 40), (0.001, 50.0, 3.0), "implausible"),  # two oblique slices spread over metres
 ])
 def test_implausibly_spread_volumes_are_refused_quickly(workspace, shape, spacing, message):
     volume = make_volume(shape_kji=shape, spacing=spacing, lesions=())
@@ -379,3 +382,137 @@ def test_implausibly_spread_volumes_are_refused_quickly(workspace, shape, spacin
     with pytest.raises(InputImageError, match=message):
         detect(volume, open_bundle(workspace.bundle), force_modality=True)
     assert time.monotonic() - started < 10
+
+
+# --------------------------------------------------------------- cancellation at any moment (issue 20, 13-15)
+
+
+def test_sigterm_turned_into_another_error_by_a_library_is_still_a_cancellation(workspace, tmp_path, monkeypatch,
+                                                                                capsys, restore_sigterm):
+    """Item 13: VTK's lazy import turns the KeyboardInterrupt raised inside it into 'ImportError: Failed to load
+    vtkFiltersCore'. Whatever a library makes of it, a signal means exit 130 and one line."""
+    def vtk_like_import(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise ImportError("Failed to load vtkFiltersCore") from None
+        raise AssertionError("SIGTERM was not handled")
+
+    monkeypatch.setattr(writers, "write_surfaces", vtk_like_import)
+    out = tmp_path / "out"
+    code = run_main("detect", workspace.small, "-o", out, "--model", workspace.bundle, "--progress", "none",
+                    "--quiet", "--save-surfaces", "stl")
+    assert code == 130
+    assert capsys.readouterr().err == "lesiondetect: error: cancelled by signal SIGTERM\n"
+    assert list(out.iterdir()) == []
+
+
+def test_second_sigterm_during_cleanup_lets_the_cleanup_finish(workspace, tmp_path, monkeypatch, capsys,
+                                                               restore_sigterm):
+    """Item 14: the first SIGTERM cancels; one arriving while the temporary outputs are removed must neither raise
+    (a KeyboardInterrupt traceback) nor leave a temporary file."""
+    real_write, real_remove = writers.write_table_json, atomic._remove
+
+    def write_and_get_killed(path, result):
+        real_write(path, result)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM was not handled")
+
+    def remove_and_get_killed_again(path):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs here, in the middle of the cleanup
+        real_remove(path)
+
+    monkeypatch.setattr(writers, "write_table_json", write_and_get_killed)
+    monkeypatch.setattr(atomic, "_remove", remove_and_get_killed_again)
+    out = tmp_path / "out"
+    code = run_main("detect", workspace.small, "-o", out, "--model", workspace.bundle, "--progress", "none",
+                    "--quiet", "--save-probability")
+    assert code == 130
+    assert capsys.readouterr().err == "lesiondetect: error: cancelled by signal SIGTERM\n"
+    assert list(out.iterdir()) == []
+
+
+def test_signal_while_an_error_is_reported_is_still_one_line(workspace, tmp_path, monkeypatch, capsys,
+                                                             restore_sigterm):
+    """A signal after the work, while the outcome is printed: no traceback, one line, exit 130."""
+    real_report = cli.report_error
+
+    def report_and_get_killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        real_report(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "report_error", report_and_get_killed)
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not an image")
+    code = run_main("detect", broken, "-o", tmp_path / "out", "--model", workspace.bundle, "--progress", "none")
+    err = capsys.readouterr().err
+    assert code == 130 and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_main_restores_the_signal_handlers_it_found(restore_sigterm):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    assert run_main("models", "list") == 0
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == previous
+
+
+SLOW_EXIT = """
+import atexit, sys, time
+atexit.register(time.sleep, 3)  # a slow interpreter exit: the moment the signal arrives
+print("finished", flush=True)
+from LesionDetectLib.cli import run_command
+run_command()
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_in_the_last_moments_is_exit_130_not_death_by_signal(workspace, signum):
+    """Item 15: a signal while the process exits gave -15 or -2 (Python restores the default handlers at exit)."""
+    command = [sys.executable, "-c", SLOW_EXIT, "models", "list"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=child_env(workspace.root))
+    try:
+        output = process.stdout.readline()
+        assert output == "finished\n"
+        process.stdout.readline()  # the first model listed: the command has done its work
+        time.sleep(0.5)
+        assert process.poll() is None
+        process.send_signal(signum)
+        rest, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("lesiondetect: error: cancelled") and "Traceback" not in stderr
+
+
+def test_signal_during_an_import_is_raised_once_the_import_is_done(workspace, tmp_path, monkeypatch, capsys,
+                                                                    restore_sigterm):
+    """A KeyboardInterrupt raised inside VTK's lazy import crashed the process (SIGSEGV, found by
+    test_fuzz_options.py): a signal that arrives while a module is imported waits for the import to finish."""
+    import importlib
+
+    (tmp_path / "slow_extension.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.3)\nCOMPLETE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_extension", raising=False)
+    imported = []
+
+    def write_surfaces_importing_a_slow_module(*args, **kwargs):
+        module = importlib.import_module("slow_extension")
+        imported.append(time.monotonic())
+        assert module.COMPLETE
+        time.sleep(5)
+        raise AssertionError("the signal was not raised after the import")
+
+    monkeypatch.setattr(writers, "write_surfaces", write_surfaces_importing_a_slow_module)
+    out = tmp_path / "out"
+    code = run_main("detect", workspace.small, "-o", out, "--model", workspace.bundle, "--progress", "none",
+                    "--quiet", "--save-surfaces", "stl")
+    assert code == 130 and len(imported) == 1 and time.monotonic() - imported[0] < 4
+    assert capsys.readouterr().err == "lesiondetect: error: cancelled by signal SIGTERM\n"
+    assert list(out.iterdir()) == []

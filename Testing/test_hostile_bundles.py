@@ -12,7 +12,9 @@ backbone weights): `model.json` must leave it false.
 from __future__ import annotations
 
 import ast
+import errno
 import json
+import math
 import os
 import re
 import signal
@@ -22,13 +24,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import threshold_bundle_spec, write_threshold_bundle
-from hypothesis import HealthCheck, given, settings
+from conftest import fuzz_settings, threshold_bundle_spec, write_threshold_bundle
+from hypothesis import given
 from hypothesis import strategies as st
 
 from LesionDetectLib import bundles
 from LesionDetectLib.bundles import import_model, open_bundle, read_spec, sha256_of
-from LesionDetectLib.errors import ModelBundleError
+from LesionDetectLib.errors import LesionDetectError, ModelBundleError
 
 LIBRARY = Path(__file__).resolve().parents[1] / "LesionDetectLib"
 
@@ -188,7 +190,7 @@ def test_zip_with_duplicate_entries_is_refused(threshold_bundle, tmp_path, dupli
         open_bundle(archive)
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz_settings(60, deadline_s=None)
 @given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
        cut=st.one_of(st.none(), st.integers(0, 10**6)))
 def test_damaged_zip_bundles_load_or_are_refused_in_one_error(tmp_path_factory, flips, cut):
@@ -276,30 +278,105 @@ def test_arguments_that_crash_a_network_constructor_are_one_error(threshold_bund
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 600) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([1e308, -1e308, 1e-300, 10**30, 2**63, 0.95, 1024, 1025, 512, 513, "NaN", ""])
     | st.text(max_size=12),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
-SPEC_FIELDS = sorted(threshold_bundle_spec()) + ["weights", "format_version", "surprise"]
 
 
-@settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(field=st.sampled_from(SPEC_FIELDS), value=json_values, delete=st.booleans(),
-       kwarg=st.sampled_from(["in_channels", "out_channels", "level", "scale", "act", "bogus"]))
-def test_mutated_model_json_loads_or_is_refused_in_one_error(tmp_path_factory, field, value, delete, kwarg, no_network):
-    folder = write_threshold_bundle(tmp_path_factory.mktemp("spec") / "bundle")
-    spec = json.loads((folder / "model.json").read_text())
-    if field == "network" and not delete:
-        spec["network"]["kwargs"][kwarg] = value
-    elif delete:
-        spec.pop(field, None)
+def spec_paths(value, path=()) -> list[tuple]:
+    """Every field of a model.json, nested ones included: ('spacing', 1), ('network', 'kwargs', 'level'), …"""
+    paths = [path] if path else []
+    if isinstance(value, dict):
+        paths += [p for key, item in value.items() for p in spec_paths(item, (*path, key))]
+    elif isinstance(value, list):
+        paths += [p for index, item in enumerate(value) for p in spec_paths(item, (*path, index))]
+    return paths
+
+
+SPEC_PATHS = spec_paths({**threshold_bundle_spec(), "weights": {"file": "", "sha256": ""}, "format_version": 1,
+                         "provenance": {"dataset": ""}, "metrics": {"dice": 0.5}}) + [("surprise",),
+                                                                                       ("network", "kwargs", "bogus")]
+
+
+def _edit(spec: dict, path: tuple, value, delete: bool) -> None:
+    parent = spec
+    for key in path[:-1]:
+        parent = parent.setdefault(key, {}) if isinstance(parent, dict) else parent[key]  # optional fields: add
+    if delete and isinstance(parent, dict):
+        parent.pop(path[-1], None)
+    elif isinstance(parent, list) and delete:
+        del parent[path[-1]]
     else:
-        spec[field] = value
+        parent[path[-1]] = value
+
+
+def _leaves(value) -> list:
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
+def assert_within_the_bundle_limits(spec) -> None:
+    """An oracle written apart from bundles.py: what an accepted model.json must satisfy."""
+    numbers = [v for v in _leaves(spec.to_dict()) if isinstance(v, float)]
+    assert all(math.isfinite(v) for v in numbers), spec
+    assert all(0.01 <= s <= 100 for s in spec.spacing) and len(spec.spacing) == 3
+    assert len(spec.patch_size) == 3 and all(type(p) is int and 1 <= p <= 512 for p in spec.patch_size)
+    assert type(spec.batch_size) is int and 1 <= spec.batch_size <= 1024
+    assert spec.patch_size[0] * spec.patch_size[1] * spec.patch_size[2] * spec.batch_size <= 2**26
+    assert 0 <= spec.overlap <= 0.9 and 0 < spec.threshold < 1 and 0 <= spec.min_lesion_mm3 <= 1e9
+    bounds = spec.intensity.get("window", spec.intensity.get("percentiles", [0.5, 99.5]))
+    assert len(bounds) == 2 and bounds[0] < bounds[1] and all(abs(b) <= 1e5 for b in bounds)
+    assert all(isinstance(text, str) for text in (spec.name, spec.version, spec.description, spec.intended_use))
+
+
+@fuzz_settings(150, deadline_s=None)
+@given(path=st.sampled_from(SPEC_PATHS), value=json_values, delete=st.booleans(), data=st.data())
+def test_every_model_json_field_is_checked_and_what_passes_works(tmp_path_factory, path, value, delete, data,
+                                                                  no_network, monkeypatch):
+    """Any field of model.json, NaN and Infinity included: refused in one line (exit 4), or a bundle whose numbers
+    are finite and in range, that `import_model` installs exactly when its network builds and its weights load,
+    and whose detection on a small volume finishes with a result or one error."""
+    from conftest import make_volume
+
+    from LesionDetectLib.detect import detect
+
+    root = tmp_path_factory.mktemp("spec")
+    monkeypatch.setenv("LESIONDETECT_MODELS", str(root / "installed"))
+    folder = write_threshold_bundle(root / "bundle")
+    spec = json.loads((folder / "model.json").read_text())
+    _edit(spec, path, value, delete)
     (folder / "model.json").write_text(json.dumps(spec))
     try:
-        open_bundle(folder).network("cpu")
+        model = open_bundle(folder)
+    except ModelBundleError as error:
+        assert "\n" not in str(error) and len(str(error)) < 1000, str(error)
+        return
+    assert_within_the_bundle_limits(model.spec)
+    try:
+        model.network("cpu")
     except ModelBundleError as error:
         assert "\n" not in str(error)
+        with pytest.raises(ModelBundleError):
+            import_model(folder)
+        assert not (root / "installed").exists() or list((root / "installed").iterdir()) == []
+        return
+    assert (import_model(folder) / "weights.pt").read_bytes() == (folder / "weights.pt").read_bytes()
+    volume = make_volume(shape_kji=(10, 12, 12), spacing=(1.0, 1.0, 1.0), background=-1000.0)
+    previous = signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("detect took > 30 s")))
+    signal.alarm(30)
+    try:
+        result = detect(volume, model, device="cpu", force_modality=True)
+        assert result.label_map.shape == volume.array.shape
+    except LesionDetectError as error:
+        assert "\n" not in str(error)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # ------------------------------------------------------------------------------------- the source itself
@@ -383,3 +460,177 @@ def test_weights_are_read_only_after_the_checksum_matches(threshold_bundle, monk
     with pytest.raises(ModelBundleError):  # the patched torch.load returns no tensors
         open_bundle(threshold_bundle).network("cpu")
     assert loaded == [{"map_location": "cpu", "weights_only": True}]
+
+
+# ------------------------------------------------------------------------------ issue 20, items 6-10
+
+
+def write_raw_spec(folder: Path, text: str) -> None:
+    (folder / "model.json").write_text(text)
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (lambda spec: spec["spacing"].__setitem__(1, "NaN"), "spacing"),
+    (lambda spec: spec["spacing"].__setitem__(0, "Infinity"), "spacing"),
+    (lambda spec: spec["intensity"]["window"].__setitem__(1, "Infinity"), "intensity"),
+    (lambda spec: spec["intensity"]["window"].__setitem__(0, "-Infinity"), "intensity"),
+    (lambda spec: spec.__setitem__("min_lesion_mm3", "Infinity"), "min_lesion_mm3"),
+    (lambda spec: spec.__setitem__("overlap", "NaN"), "overlap"),
+    (lambda spec: spec["network"]["kwargs"].__setitem__("level", "NaN"), "network.kwargs.level"),
+    (lambda spec: spec["network"]["kwargs"].__setitem__("scale", "Infinity"), "network.kwargs.scale"),
+    (lambda spec: spec.__setitem__("metrics", {"dice": "NaN"}), "metrics.dice"),
+])
+def test_nan_and_infinity_are_refused_naming_the_field(threshold_bundle, edit, field):
+    """Item 6: Python's json reads NaN and Infinity; every number of a bundle must be finite."""
+    spec = json.loads((threshold_bundle / "model.json").read_text())
+    edit(spec)
+    text = json.dumps(spec).replace('"NaN"', "NaN").replace('"Infinity"', "Infinity").replace('"-Infinity"',
+                                                                                             "-Infinity")
+    write_raw_spec(threshold_bundle, text)
+    with pytest.raises(ModelBundleError, match=re.escape(field)) as caught:
+        open_bundle(threshold_bundle)
+    assert caught.value.exit_code == 4 and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("spacing", [1e-9, 1.0, 1.0]), ("spacing", [1e6, 1.0, 1.0]), ("spacing", [1e308, 1.0, 1.0]),
+    ("min_lesion_mm3", 1e300), ("batch_size", 10**6), ("batch_size", 10**30), ("batch_size", True),
+    ("patch_size", [512, 512, 512]), ("overlap", 0.99), ("intensity", {"kind": "ct", "window": [-1e300, 1e300]}),
+    ("version", {"major": 1}), ("description", ["a", "list"]), ("format_version", True),
+])
+def test_absurd_values_are_refused_at_validation(threshold_bundle, field, value):
+    """Items 6 and 10: in range, not only finite (a 512³ patch with batch 10⁶ took 4.4 GB on a 16×20×20 input)."""
+    rewrite_spec(threshold_bundle, **{field: value})
+    with pytest.raises(ModelBundleError, match=field):
+        open_bundle(threshold_bundle)
+
+
+def test_memory_estimate_includes_the_bundles_patch_and_batch(tmp_path, monkeypatch):
+    """Item 10: a small input with a large patch × batch is refused with an estimate, before inference."""
+    from conftest import make_volume
+
+    from LesionDetectLib import infer, resources
+    from LesionDetectLib.detect import detect
+
+    bundle = write_threshold_bundle(tmp_path / "big", patch_size=[256, 256, 256], batch_size=4)
+    monkeypatch.delenv(resources.SKIP_ENV, raising=False)
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda: 4 * 2**30)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("inference started")
+
+    monkeypatch.setattr(infer, "probabilities_with_fallback", forbidden)
+    volume = make_volume(shape_kji=(16, 20, 20), spacing=(1.0, 1.0, 1.0), background=-1000.0)
+    with pytest.raises(LesionDetectError, match=r"needs about \d+\.\d GiB of memory") as caught:
+        detect(volume, open_bundle(bundle), device="cpu")
+    assert "patch" in str(caught.value)
+    small = resources.estimate_detect_bytes((16, 20, 20), (16, 20, 20), (32, 32, 32), 2)
+    assert resources.estimate_detect_bytes((16, 20, 20), (16, 20, 20), (256, 256, 256), 4) > 100 * small
+
+
+def test_symlink_loop_in_a_bundle_is_a_bundle_error(threshold_bundle, isolated_models):
+    """Item 7: pathlib raises RuntimeError (not OSError) on a loop of links."""
+    (threshold_bundle / "weights.pt").unlink()
+    (threshold_bundle / "weights.pt").symlink_to("loop.pt")
+    (threshold_bundle / "loop.pt").symlink_to("weights.pt")
+    with pytest.raises(ModelBundleError) as caught:
+        open_bundle(threshold_bundle)
+    assert caught.value.exit_code == 4 and "weights.pt" in str(caught.value)
+    with pytest.raises(ModelBundleError):
+        import_model(threshold_bundle)
+    (threshold_bundle / "model.json").rename(threshold_bundle / "spec.json")
+    (threshold_bundle / "model.json").symlink_to("model.json")
+    with pytest.raises(ModelBundleError):
+        read_spec(threshold_bundle)
+
+
+def _torch_bytes(value) -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/lesiondetect-pwned",))
+
+
+@pytest.mark.parametrize("change", [
+    "unknown network", "bad arguments", "pickle with code", "empty weights", "junk weights", "wrong shape",
+    "not a state dict",
+])
+def test_import_refuses_what_loading_would_refuse_and_installs_nothing(threshold_bundle, isolated_models, change):
+    """Item 8: import runs the same validation as loading (network, arguments, weights_only state dict)."""
+    import pickle
+
+    import torch
+
+    spec = json.loads((threshold_bundle / "model.json").read_text())
+    weights = None
+    if change == "unknown network":
+        spec["network"] = {"name": "os.system", "kwargs": {}}
+    elif change == "bad arguments":
+        spec["network"]["kwargs"]["in_channels"] = -3
+    elif change == "pickle with code":
+        weights = pickle.dumps(_Payload())
+    elif change == "empty weights":
+        weights = b""
+    elif change == "junk weights":
+        weights = os.urandom(4096)
+    elif change == "wrong shape":
+        weights = _torch_bytes({"conv.weight": torch.zeros(2, 1, 1, 1, 1), "conv.bias": torch.zeros(2)})
+    else:
+        weights = _torch_bytes([torch.zeros(3)])
+    if weights is not None:
+        (threshold_bundle / "weights.pt").write_bytes(weights)
+        spec["weights"]["sha256"] = sha256_of(weights)
+    (threshold_bundle / "model.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelBundleError) as caught:
+        import_model(threshold_bundle)
+    assert caught.value.exit_code == 4 and "\n" not in str(caught.value)
+    assert not isolated_models.exists() or list(isolated_models.iterdir()) == []
+    assert not Path("/tmp/lesiondetect-pwned").exists()
+
+
+@pytest.mark.parametrize("problem", ["a file", "read-only", "no space"])
+def test_unusable_models_folder_is_a_clear_exit_5(threshold_bundle, tmp_path, monkeypatch, capsys, problem):
+    """Item 9: an unwritable or invalid LESIONDETECT_MODELS gives one line and exit 5, and leaves nothing."""
+    from LesionDetectLib import cli
+
+    folder = tmp_path / "models"
+    if problem == "a file":
+        folder.write_text("not a folder")
+    else:
+        folder.mkdir()
+        failure = errno.EROFS if problem == "read-only" else errno.ENOSPC
+        real_write_bytes = Path.write_bytes
+
+        def failing_write(self, data):
+            if folder in self.parents:
+                raise OSError(failure, os.strerror(failure), str(self))
+            return real_write_bytes(self, data)
+
+        monkeypatch.setattr(Path, "write_bytes", failing_write)
+    monkeypatch.setenv("LESIONDETECT_MODELS", str(folder))
+    code = cli.main(["models", "import", str(threshold_bundle)])
+    err = capsys.readouterr().err
+    assert code == 5, err
+    assert err.count("\n") == 1 and err.startswith("lesiondetect: error: ") and str(folder) in err, err
+    if folder.is_dir():
+        assert list(folder.iterdir()) == []
+
+
+def test_models_folder_that_cannot_be_listed_is_a_clear_exit_5(tmp_path, monkeypatch, unlistable, capsys):
+    from LesionDetectLib import cli
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("LESIONDETECT_MODELS", str(folder))
+    unlistable(folder)
+    code = cli.main(["models", "list"])
+    err = capsys.readouterr().err
+    assert code == 5 and err == f"lesiondetect: error: models folder {folder} cannot be read: Permission denied\n"

@@ -1,55 +1,68 @@
-"""Argument types and printing shared by sub-commands."""
+"""Argument types and printing shared by sub-commands.
+
+Every option has a type with a range: a value outside it is bad usage (exit 2, argparse's message), never a
+traceback or an unbounded run later. Numbers must be finite; whole numbers are bounded above as well.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
+from pathlib import Path
 
+from ..bundles import MAX_BATCH, MAX_LESION_MM3, MAX_OVERLAP, MAX_TEXT
 from ..lesions import Lesion
 
-
-def finite(text: str) -> float:
-    """A finite number (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
-    return value
+MAX_COUNT = 10**6  # iterations, epochs, lesions, bootstrap resamples
+MAX_SEED = 2**32 - 1  # NumPy's limit
+MAX_DISTANCE_MM = 10_000.0
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")
 
 
-def probability(text: str) -> float:
-    value = finite(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability in (0, 1)")
-    return value
+def number(low: float, high: float, low_open: bool = False, high_open: bool = False):
+    """An argparse type: a finite number in [low, high] (an open end excludes its bound)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        inside = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+        if not (math.isfinite(value) and inside):
+            bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"expected a number in {bounds}, got {text!r}")
+        return value
+
+    return parse
 
 
-def non_negative(text: str) -> float:
-    value = finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+def whole_number(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {text!r}")
+        return value
+
+    return parse
 
 
-def whole_number(text: str, minimum: int) -> int:
-    """An integer ≥ ``minimum`` (argparse type through `functools.partial` or the helpers below)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return whole_number(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    return whole_number(text, 0)
+finite = number(-math.inf, math.inf)  # (bounds only to read well; infinite values are refused as not finite)
+probability = number(0.0, 1.0, low_open=True, high_open=True)
+fraction = number(0.0, 1.0)
+overlap = number(0.0, MAX_OVERLAP)
+lesion_volume = number(0.0, MAX_LESION_MM3)
+distance_mm = number(0.0, MAX_DISTANCE_MM)
+positive_int = whole_number(1, MAX_COUNT)
+batch_size = whole_number(1, MAX_BATCH)
+seed = whole_number(0, MAX_SEED)
+non_negative = number(0.0, math.inf)  # finite: infinity is refused
+non_negative_int = whole_number(0, MAX_COUNT)
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -58,6 +71,27 @@ def key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def device(text: str) -> str:
+    """auto, cpu, cuda or cuda:N (whether that GPU exists is known only when the run starts)."""
+    if not DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def path(text: str) -> Path:
+    """A file or folder name; an empty one would mean the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return Path(text)
+
+
+def text(value: str) -> str:
+    """Non-empty text of at most `MAX_TEXT` characters."""
+    if not value or len(value) > MAX_TEXT:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_TEXT} characters, got {len(value)}")
+    return value
 
 
 def lesion_table(lesions: list[Lesion]) -> str:

@@ -14,13 +14,13 @@ from ..progress import make_reporter
 from ..result import DetectionResult
 from ..samples import DEMO_SAMPLE, SAMPLES, Sample, sample_path
 from ..volume import Volume
-from .common import lesion_table
+from .common import lesion_table, path
 from .detect import add_common_detect_arguments, options_from
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run detection on a shipped real sample", description=__doc__)
-    parser.add_argument("-o", "--output", type=Path, default=Path("lesiondetect-demo"), help="output folder")
+    parser.add_argument("-o", "--output", type=path, default=Path("lesiondetect-demo"), help="output folder")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--sample", choices=sorted(SAMPLES), default=DEMO_SAMPLE,
                        help=f"which shipped sample (default {DEMO_SAMPLE})")

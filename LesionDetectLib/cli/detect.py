@@ -4,41 +4,50 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..batch import DetectOptions, rank_and_world, run_cases
 from ..errors import LesionDetectError
 from ..inputs import expand_inputs, shard
 from ..progress import MODES, make_reporter
-from .common import lesion_table, non_negative, positive_int, probability
+from .common import (
+    batch_size,
+    device,
+    lesion_table,
+    lesion_volume,
+    overlap,
+    path,
+    positive_int,
+    probability,
+    text,
+)
 
 
 def add_common_detect_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and post-processing options shared by `detect` and `demo`."""
-    parser.add_argument("--model", help="model name (see 'lesiondetect models list') or bundle path; "
+    parser.add_argument("--model", type=text, help="model name (see 'lesiondetect models list') or bundle path; "
                         "default: the installed model for the input's modality")
     parser.add_argument("--threshold", type=probability,
                         help="probability a region must reach to be a lesion (default: the model's)")
     parser.add_argument("--outline-threshold", type=probability, metavar="P",
                         help="probability that outlines each lesion, at most --threshold (default: the model's)")
-    parser.add_argument("--min-size", type=non_negative, metavar="MM3", help="smallest lesion kept, mm³")
+    parser.add_argument("--min-size", type=lesion_volume, metavar="MM3", help="smallest lesion kept, mm³")
     parser.add_argument("--max-lesions", type=positive_int, help="keep at most N most confident lesions")
-    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
+    parser.add_argument("--device", type=device, default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
     parser.add_argument("--progress", choices=MODES, default="bar", help="bar (default), jsonl for programs, none")
     parser.add_argument("--quiet", action="store_true", help="no progress and no lesion table")
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("detect", help="detect lesions in volumes", description=__doc__)
-    parser.add_argument("inputs", nargs="+", help="image files, DICOM folders, folders of images or .txt lists")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    parser.add_argument("inputs", nargs="+", type=text, help="image files, DICOM folders, folders of images or .txt lists")
+    parser.add_argument("-o", "--output", required=True, type=path, help="output folder")
     add_common_detect_arguments(parser)
-    parser.add_argument("--batch-size", type=positive_int, help="sliding-window batch (default: the model's)")
-    parser.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    parser.add_argument("--batch-size", type=batch_size, help="sliding-window batch (default: the model's)")
+    parser.add_argument("--overlap", type=overlap, help="sliding-window overlap in [0, 0.9] (default: the model's)")
     parser.add_argument("--save-probability", action="store_true", help="also write <name>.probability.nrrd")
     parser.add_argument("--save-surfaces", choices=("vtp", "stl"), help="also write one mesh per lesion")
     parser.add_argument("--force-modality", action="store_true", help="run even if the model's modality differs")
-    parser.add_argument("--series-uid", help="DICOM series to read when a folder holds several")
+    parser.add_argument("--series-uid", type=text, help="DICOM series to read when a folder holds several")
     parser.add_argument("--dicom-seg", action="store_true",
                         help="for a DICOM series input, also write <name>.seg.dcm, a DICOM Segmentation of every "
                         "lesion over that series (needs highdicom); none when there is no lesion")

@@ -10,7 +10,9 @@ import sys
 from ..errors import LesionDetectError
 from ..evaluation.reference import RULES, resolve_rule
 from . import ERROR_PREFIX
-from .common import finite, key_value, non_negative, non_negative_int
+from .common import distance_mm, fraction, key_value, lesion_volume, seed, text, whole_number
+
+MAX_BOOTSTRAP = 100_000
 
 DESCRIPTION = """\
 Compare predictions (PRED_DIR/<case>.lesions.csv or .mrk.json, and <case>.seg.nrrd for Dice) with reference
@@ -35,32 +37,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--pred", required=True, metavar="PRED_DIR", help="folder of prediction files")
-    parser.add_argument("--ref", required=True, metavar="LABEL_DIR_OR_DATASET",
+    parser.add_argument("--pred", required=True, type=text, metavar="PRED_DIR", help="folder of prediction files")
+    parser.add_argument("--ref", required=True, type=text, metavar="LABEL_DIR_OR_DATASET",
                         help="label folder, dataset.json/datalist, or LUNA16-style CSV")
-    parser.add_argument("-o", "--out", metavar="OUT_DIR", help="write the reports into this folder")
+    parser.add_argument("-o", "--out", type=text, metavar="OUT_DIR", help="write the reports into this folder")
     parser.add_argument("--rule", choices=sorted(RULES),
                         help="lesion rule (default: glioma for masks, luna16 for a CSV)")
-    parser.add_argument("--merge-mm", type=non_negative, metavar="MM",
+    parser.add_argument("--merge-mm", type=distance_mm, metavar="MM",
                         help="join mask parts closer than this into one lesion (0: no merging)")
-    parser.add_argument("--min-volume-mm3", type=non_negative, metavar="MM3",
+    parser.add_argument("--min-volume-mm3", type=lesion_volume, metavar="MM3",
                         help="ignore reference lesions smaller than this")
-    parser.add_argument("--hit-mm", type=non_negative, metavar="MM",
+    parser.add_argument("--hit-mm", type=distance_mm, metavar="MM",
                         help="a predicted centroid hits a lesion within this distance of it")
-    parser.add_argument("--threshold", type=finite, default=0.0, metavar="P",
+    parser.add_argument("--threshold", type=fraction, default=0.0, metavar="P",
                         help="confidence of the operating point (default 0: every prediction)")
-    parser.add_argument("--base-dir", metavar="DIR", help="base of the datalist's relative paths")
+    parser.add_argument("--base-dir", type=text, metavar="DIR", help="base of the datalist's relative paths")
     parser.add_argument("--split", choices=("all", "training", "validation"), default="all",
                         help="datalist lists to evaluate (default: all)")
     parser.add_argument("--filter", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                         help="only datalist items with this field value (e.g. lesion_type=glioma); repeatable")
-    parser.add_argument("--lesion-free", nargs="+", action="extend", default=[], metavar="CASE",
+    parser.add_argument("--lesion-free", nargs="+", action="extend", default=[], type=text, metavar="CASE",
                         help="cases without lesions (names, a folder of their files, or a .txt list): FPs only")
     parser.add_argument("--allow-missing", action="store_true",
                         help="count cases without prediction files as having no detections")
-    parser.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
-                        help="bootstrap resamples of the cases for 95%% CIs (0: none; default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--bootstrap", type=whole_number(0, MAX_BOOTSTRAP), default=1000, metavar="N",
+                        help=f"bootstrap resamples of the cases for 95%% CIs (0: none; default 1000; at most {MAX_BOOTSTRAP})")
+    parser.add_argument("--seed", type=seed, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--no-plot", action="store_true", help="do not write froc.png")
     parser.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     parser.set_defaults(run=run)

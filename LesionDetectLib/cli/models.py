@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..bundles import default_model_for, import_model, list_models, load_model, user_models_folder
+from ..bundles import default_model_for, import_model, list_models, load_model
+from .common import text
 
 
 def add_parser(subparsers) -> None:
@@ -15,10 +16,11 @@ def add_parser(subparsers) -> None:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=run_list)
     show = actions.add_parser("show", help="a model's model.json")
-    show.add_argument("name", help="model name or bundle path")
+    show.add_argument("name", type=text, help="model name or bundle path")
     show.set_defaults(run=run_show)
-    importing = actions.add_parser("import", help=f"copy a bundle into {user_models_folder()}")
-    importing.add_argument("path", help="bundle folder or .zip")
+    importing = actions.add_parser("import", help="copy a bundle into the user models folder "
+                                   "($LESIONDETECT_MODELS, default ~/.lesiondetect/models)")
+    importing.add_argument("path", type=text, help="bundle folder or .zip")
     importing.set_defaults(run=run_import)
 
 

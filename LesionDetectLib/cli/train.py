@@ -14,40 +14,66 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
+from ..bundles import MAX_HU, MAX_PATCH, MAX_WINDOW_VOXELS, SAFE_NAME, SPACING_RANGE_MM, non_finite_numbers
+from ..errors import LesionDetectError
 from ..input_checks import REQUIREMENT_CHECKS
+from ..networks import MONAI_NETWORKS
 from ..progress import MODES
 from ..training.recipe import CACHE_MODES, LESION_RULES, LOSSES, PRESETS, SELECT_METRICS
-from .common import key_value, non_negative, positive_int, probability
+from .common import (
+    MAX_BATCH,
+    batch_size,
+    device,
+    fraction,
+    key_value,
+    lesion_volume,
+    number,
+    overlap,
+    positive_int,
+    probability,
+    seed,
+    text,
+    whole_number,
+)
+
+MAX_FOLDS, MAX_WORKERS = 100, 256
 
 
-def _triple(kind):
+def _triple(kind, low, high):
+    """One or three numbers (``1.5`` or ``1,1,2`` or ``1x1x2``), each from ``low`` to ``high``."""
     def parse(text: str):
-        values = [kind(v) for v in text.replace("x", ",").split(",") if v.strip()]
+        try:
+            values = [kind(v) for v in text.replace("x", ",").split(",") if v.strip()]
+        except ValueError:
+            values = []
         if len(values) == 1:
             values *= 3
-        if len(values) != 3 or min(values) <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: give one or three positive numbers, e.g. 1.5 or 1,1,2")
+        if len(values) != 3 or not all(math.isfinite(v) and low <= v <= high for v in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: give one or three numbers from {low} to {high}, e.g. 2 or 1,1,2")
         return tuple(values)
 
     return parse
 
 
 def _intensity(text: str) -> dict:
-    """``ct``, ``ct:LOW,HIGH`` (HU window), ``mr`` or ``mr:LOW,HIGH`` (foreground percentiles)."""
+    """``ct``, ``ct:LOW,HIGH`` (HU window) or ``mr``, ``mr:LOW,HIGH`` (foreground percentiles): finite, LOW < HIGH."""
     kind, _, values = text.partition(":")
     kind = kind.strip().lower()
     if kind not in ("ct", "mr"):
         raise argparse.ArgumentTypeError(f"{text!r}: use ct:LOW,HIGH (HU window) or mr:LOW,HIGH (percentiles)")
-    key = "window" if kind == "ct" else "percentiles"
+    key, bound = ("window", MAX_HU) if kind == "ct" else ("percentiles", None)
     if not values:
         return {"kind": kind}
     try:
         low, high = (float(v) for v in values.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: two numbers after the colon, e.g. ct:-200,300") from None
-    if not low < high:
-        raise argparse.ArgumentTypeError(f"{text!r}: the low value must be below the high one")
+    inside = -bound <= low and high <= bound if bound else low >= 0 and high <= 100
+    if not (math.isfinite(low) and math.isfinite(high) and low < high and inside):
+        limits = f"within ±{bound:g} HU" if bound else "within 0-100"
+        raise argparse.ArgumentTypeError(f"{text!r}: LOW below HIGH, both {limits}")
     return {"kind": kind, key: [low, high]}
 
 
@@ -64,21 +90,26 @@ def _axes(text: str) -> tuple[int, ...]:
     return axes
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
-    return value
-
-
 def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, RecursionError) as error:
         raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"channels\": [8, 16, 32, 64]}'")
+    bad = non_finite_numbers(value)
+    if bad:
+        raise argparse.ArgumentTypeError(f"{bad[0][0]} is {bad[0][1]}: every number must be finite")
+    if value.get("pretrained", False) is not False:
+        raise argparse.ArgumentTypeError("pretrained must be false: nothing is downloaded")
     return value
+
+
+def _model_name(text: str) -> str:
+    if not SAFE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a plain folder name (letters, digits, space, '.', '_', "
+                                         "'+', '-'; not starting with '.')")
+    return text
 
 
 def preset_table() -> str:
@@ -96,18 +127,18 @@ def add_parser(subparsers) -> None:
         "train", help="train a lesion detector on annotated scans", description=__doc__, epilog=preset_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("dataset", metavar="DATASET", help="dataset.json / datalist, or a folder")
-    parser.add_argument("-o", "--output", dest="model_dir", required=True, metavar="MODEL_DIR",
+    parser.add_argument("dataset", metavar="DATASET", type=text, help="dataset.json / datalist, or a folder")
+    parser.add_argument("-o", "--output", dest="model_dir", required=True, type=text, metavar="MODEL_DIR",
                         help="folder for the bundle, log, curves and checkpoints")
     parser.add_argument("--recipe", choices=sorted(PRESETS), help="preset to start from (default: gpu if CUDA, else cpu)")
     parser.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its last checkpoint")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--progress", choices=MODES, default="bar", help="bar, jsonl or none (default: bar)")
 
     split = parser.add_argument_group("validation split (case level, stratified by the 'source' tag)")
-    split.add_argument("--folds", type=positive_int, help="K-fold cross-validation over all cases")
-    split.add_argument("--fold", type=int, help="which fold validates (0…K-1; default 0)")
-    split.add_argument("--val-fraction", type=_fraction,
+    split.add_argument("--folds", type=whole_number(2, MAX_FOLDS), help="K-fold cross-validation over all cases")
+    split.add_argument("--fold", type=whole_number(0, MAX_FOLDS - 1), help="which fold validates (0…K-1; default 0)")
+    split.add_argument("--val-fraction", type=fraction,
                        help="fraction of cases that validate; 0 trains on all (default: the dataset's "
                             "validation list, else 0.2)")
     split.add_argument("--allow-empty-labels", action="store_true", help="accept lesion-free cases (empty labels)")
@@ -116,8 +147,8 @@ def add_parser(subparsers) -> None:
                             "repeatable")
 
     model = parser.add_argument_group("the model")
-    model.add_argument("--name", help="model name (default: the dataset's name)")
-    model.add_argument("--description", help="one line for model listings")
+    model.add_argument("--name", type=_model_name, help="model name (default: the dataset's name)")
+    model.add_argument("--description", type=text, help="one line for model listings")
     model.add_argument("--modality", choices=("CT", "MR"), help="default: from dataset.json, else guessed")
     model.add_argument("--intensity", type=_intensity,
                        help="ct:LOW,HIGH HU window (default ct:-200,300) or mr:LOW,HIGH percentiles (default mr:0.5,99.5)")
@@ -125,45 +156,47 @@ def add_parser(subparsers) -> None:
                        choices=sorted(REQUIREMENT_CHECKS), metavar="NAME",
                        help="what inputs must be like, checked with a warning at detection "
                             f"({', '.join(sorted(REQUIREMENT_CHECKS))}; repeatable)")
-    model.add_argument("--spacing", type=_triple(float), help="model grid spacing in mm (one or three values)")
-    model.add_argument("--patch-size", type=_triple(int), help="patch size in voxels (one or three values)")
-    model.add_argument("--network", help="MONAI network name (UNet, BasicUNet, SegResNet, DynUNet, …)")
+    model.add_argument("--spacing", type=_triple(float, *SPACING_RANGE_MM),
+                       help="model grid spacing in mm (one or three values)")
+    model.add_argument("--patch-size", type=_triple(int, 1, MAX_PATCH), help="patch size in voxels (one or three values)")
+    model.add_argument("--network", choices=MONAI_NETWORKS, help="MONAI network (default: the preset's UNet)")
     model.add_argument("--network-kwargs", type=_json_object,
                        help="JSON kwargs merged into the preset's (or replacing them with another --network)")
     model.add_argument("--threshold", type=probability, help="the bundle's default probability threshold")
-    model.add_argument("--min-lesion-mm3", type=non_negative, help="the bundle's minimum lesion volume")
-    model.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
-    model.add_argument("--sw-batch-size", type=positive_int, help="sliding-window batch (validation and the bundle)")
+    model.add_argument("--min-lesion-mm3", type=lesion_volume, help="the bundle's minimum lesion volume")
+    model.add_argument("--overlap", type=overlap, help="sliding-window overlap in [0, 0.9]")
+    model.add_argument("--sw-batch-size", type=batch_size, help="sliding-window batch (validation and the bundle)")
     model.add_argument("--flip-axes", type=_axes, metavar="AXES",
                        help="test-time augmentation: also predict mirrored along these model-grid axes "
                             "(0 = left-right, 1 = front-back, 2 = up-down; e.g. 0 or 0,1,2; 'none' for none)")
 
     optimise = parser.add_argument_group("optimisation")
     optimise.add_argument("--loss", choices=LOSSES)
-    optimise.add_argument("--lr", type=float, help="AdamW peak learning rate")
-    optimise.add_argument("--weight-decay", type=float)
-    optimise.add_argument("--warmup-epochs", type=int)
+    optimise.add_argument("--lr", type=number(0.0, 10.0, low_open=True), help="AdamW peak learning rate")
+    optimise.add_argument("--weight-decay", type=number(0.0, 10.0))
+    optimise.add_argument("--warmup-epochs", type=whole_number(0, 10**6))
     optimise.add_argument("--epochs", type=positive_int)
     optimise.add_argument("--iterations-per-epoch", type=positive_int)
-    optimise.add_argument("--batch-size", type=positive_int, help="cases per step (each gives --samples-per-case patches)")
-    optimise.add_argument("--samples-per-case", type=positive_int)
-    optimise.add_argument("--positive-fraction", type=_fraction, help="share of patches centred on a lesion")
-    optimise.add_argument("--hard-negative-fraction", type=_fraction,
+    optimise.add_argument("--batch-size", type=whole_number(1, MAX_BATCH),
+                          help="cases per step (each gives --samples-per-case patches)")
+    optimise.add_argument("--samples-per-case", type=whole_number(1, MAX_BATCH))
+    optimise.add_argument("--positive-fraction", type=fraction, help="share of patches centred on a lesion")
+    optimise.add_argument("--hard-negative-fraction", type=fraction,
                           help="share of patches centred where the network fired outside the lesions at the last "
                                "mining pass over the training cases (0 = no mining)")
     optimise.add_argument("--mining-interval", type=positive_int, help="epochs between hard-negative mining passes")
     optimise.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA")
-    optimise.add_argument("--seed", type=int)
+    optimise.add_argument("--seed", type=seed)
 
     augment = parser.add_argument_group("augmentation")
     augment.add_argument("--flip", action=argparse.BooleanOptionalAction)
     augment.add_argument("--affine", action=argparse.BooleanOptionalAction, help="small rotations and scaling")
-    augment.add_argument("--rotate-degrees", type=float)
-    augment.add_argument("--scale-range", type=float)
+    augment.add_argument("--rotate-degrees", type=number(0.0, 180.0))
+    augment.add_argument("--scale-range", type=number(0.0, 1.0, high_open=True))
     augment.add_argument("--intensity-augment", action=argparse.BooleanOptionalAction)
     augment.add_argument("--heavy-augment", action=argparse.BooleanOptionalAction,
                          help="also bias fields, gamma contrast, blur/sharpening and simulated thick slices")
-    augment.add_argument("--copy-paste", type=_fraction, metavar="P",
+    augment.add_argument("--copy-paste", type=fraction, metavar="P",
                          help="probability of pasting annotated lesions into a sample (TumorCP; 0 = off)")
 
     checks = parser.add_argument_group("validation and running")
@@ -173,9 +206,9 @@ def add_parser(subparsers) -> None:
     checks.add_argument("--select-metric", choices=SELECT_METRICS,
                         help="metric choosing the best checkpoint (last: the final epoch, so that "
                              "cross-validation folds choose nothing)")
-    checks.add_argument("--num-workers", type=int, help="data loader worker processes")
+    checks.add_argument("--num-workers", type=whole_number(0, MAX_WORKERS), help="data loader worker processes")
     checks.add_argument("--cache", choices=CACHE_MODES, help="where prepared cases are kept")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, check=check)
 
 
 RECIPE_OPTIONS = (
@@ -204,6 +237,28 @@ def recipe_changes(args: argparse.Namespace):
     if args.resume:
         return changes or None
     return preset(args.recipe or default_preset()).updated(**changes)
+
+
+def check(args: argparse.Namespace) -> str | None:
+    """What no single option's type can see: --fold needs --folds (and excludes --val-fraction), and the options
+    must make a valid recipe whose sliding window fits a bundle (checked before anything is read or trained)."""
+    if args.fold is not None and args.folds is None:
+        return "--fold needs --folds (K-fold cross-validation)"
+    if args.fold is not None and args.fold >= args.folds:
+        return f"--fold must be from 0 to {args.folds - 1} for --folds {args.folds}"
+    if args.folds is not None and args.val_fraction is not None:
+        return "give either --folds/--fold or --val-fraction, not both"
+    if args.resume:
+        return None  # the options change the recipe of the checkpoint, which is read when training starts
+    recipe = recipe_changes(args)
+    try:
+        recipe.check()
+    except LesionDetectError as error:
+        return str(error)
+    if math.prod(recipe.patch_size) * recipe.sw_batch_size > MAX_WINDOW_VOXELS:
+        return (f"--patch-size {'x'.join(map(str, recipe.patch_size))} with --sw-batch-size {recipe.sw_batch_size} "
+                f"is more than the {MAX_WINDOW_VOXELS} voxels a bundle's sliding-window batch may hold")
+    return None
 
 
 def run(args: argparse.Namespace) -> int:

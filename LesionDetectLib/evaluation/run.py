@@ -365,8 +365,11 @@ def read_mask(path: str | Path, keep_labels: bool = False) -> Volume:
     Any value > 0 is lesion: the result holds 0/1 (uint8), or with ``keep_labels`` the label values of
     a 3-D label map (int32; layered and vector files are still reduced to 0/1).
     """
+    from ..io import check_image_file
+
     path = Path(path)
     try:
+        check_image_file(path)  # a FIFO, a truncated NIfTI or a header ITK would read wrong is refused first
         if path.name.lower().endswith((".nrrd", ".nhdr")):
             volume = _read_nrrd(path, keep_labels)
             if volume is not None:

@@ -6,7 +6,8 @@
 - `check_writable(folder)`: fail early, before a long computation, when outputs could not be written.
 - `check_free_space(folder, needed)`: fail early when the file system has less free space than that.
 
-`OSError`s (full disk, permissions, read-only file system) become `OutputError`s naming the path.
+`OSError`s (full disk, permissions, read-only file system) become `OutputError`s naming the path. Cleanup and
+rollback run `cancellation.shielded`: a signal arriving meanwhile takes effect once they are done.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cancellation import shielded
 from ..errors import OutputError
 
 
@@ -86,7 +88,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         yield temporary
         _publish(temporary, path)
     except BaseException as error:
-        _remove(temporary)
+        with shielded():
+            _remove(temporary)
         if isinstance(error, OSError):
             raise output_error(path, error) from error
         raise
@@ -160,9 +163,10 @@ class Staging:
 
     def discard(self) -> None:
         """Remove every temporary output."""
-        for entry in self.entries:
-            if entry.temporary is not None:
-                _remove(entry.temporary)
+        with shielded():
+            for entry in self.entries:
+                if entry.temporary is not None:
+                    _remove(entry.temporary)
 
     def commit(self) -> None:
         """Publish every output; on failure restore the previous ones and raise `OutputError`."""
@@ -171,14 +175,16 @@ class Staging:
             for current in self.entries:
                 self._place(current)
         except BaseException as error:
-            self._roll_back()
-            self.discard()
+            with shielded():
+                self._roll_back()
+                self.discard()
             if isinstance(error, OSError):
                 raise output_error(current.final, error) from error
             raise
-        for entry in self.entries:
-            if entry.backup is not None:
-                _remove(entry.backup)
+        with shielded():
+            for entry in self.entries:
+                if entry.backup is not None:
+                    _remove(entry.backup)
 
     def _inside(self, final: str | Path) -> Path:
         final = Path(final)
