@@ -35,15 +35,17 @@ EVIDENCE = ("froc.png", "froc.csv", "per_case.csv", "summary.json")
 
 
 def configuration(cv_dir: Path) -> dict:
-    """The recipe (fold 0's) and the selected setting's scores of one cross-validated configuration."""
+    """The recipe (its first trained fold's) and the selected setting's scores of one cross-validated
+    configuration."""
     summary = json.loads((cv_dir / "cv_summary.json").read_text())
-    recipe = json.loads((cv_dir / "fold0" / SPEC_FILE).read_text())["provenance"]["training"]["recipe"]
     folds = sorted(cv_dir.glob("fold*/" + SPEC_FILE))
+    recipe = json.loads(folds[0].read_text())["provenance"]["training"]["recipe"]
     selected = summary["grid"][summary["selected"]]
     return {
         "recipe": {key: recipe[key] for key in RECIPE_KEYS if key in recipe},
         "selection": summary["selection"],
         "folds": len(folds),
+        "folds_run": summary.get("folds_run"),
         "threshold": selected["threshold"],
         "outline_threshold": selected.get("outline_threshold"),
         "min_lesion_mm3": selected["min_lesion_mm3"],
