@@ -42,7 +42,7 @@ def test_out_of_memory_on_gpu_falls_back_with_a_warning(monkeypatch):
 
     original = infer.probabilities
 
-    def fake_probabilities(network, image, patch, overlap, batch, device, on_progress=None):
+    def fake_probabilities(network, image, patch, overlap, batch, device, on_progress=None, flip_axes=()):
         return original(network, image, patch, overlap, batch, "cpu", on_progress)
 
     monkeypatch.setattr(infer, "probabilities", fake_probabilities)

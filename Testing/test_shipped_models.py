@@ -34,7 +34,8 @@ def test_trained_bundles_credit_their_data_and_carry_cross_validated_metrics(nam
     spec = load_model(name).spec
     dataset = spec.provenance["dataset"]
     assert set(dataset["credits"]) == set(dataset["sources"]) and all(dataset["credits"].values())
-    assert dataset["cases"] == sum(dataset["sources"].values()) == len(dataset["training_case_ids"])
+    held_out = dataset.get("validation_case_ids", [])  # a shipped cross-validation fold keeps its validation cases
+    assert dataset["cases"] == sum(dataset["sources"].values()) == len(dataset["training_case_ids"]) + len(held_out)
     cross_validation = spec.metrics["cross_validation"]
     chosen = cross_validation["configurations"][cross_validation["chosen"]]
     assert (chosen["threshold"], chosen.get("outline_threshold"), chosen["min_lesion_mm3"]) == (
@@ -67,10 +68,14 @@ def test_mr_model_gives_the_same_lesions_for_raw_rescaled_and_z_scored_input(sam
     }
     results = {name: detect(sample.with_array(array), model, device="cpu") for name, array in variants.items()}
     reference = results["raw"]
-    assert reference.lesions, "both models find lesions in the sample"
+    assert reference.lesions, "every MR model finds lesions in the sample"
+
+    def in_place_order(lesions):  # many lesions share a confidence of 1.0: compare them place by place
+        return sorted(lesions, key=lambda lesion: tuple(np.round(lesion.centroid_lps, 1)))
+
     for name, result in results.items():  # float32 rounding may flip a voxel sitting exactly on the threshold
         assert len(result.lesions) == len(reference.lesions), name
-        for lesion, expected in zip(result.lesions, reference.lesions):
+        for lesion, expected in zip(in_place_order(result.lesions), in_place_order(reference.lesions)):
             np.testing.assert_allclose(lesion.centroid_lps, expected.centroid_lps, atol=1.0, err_msg=name)
             assert abs(lesion.voxel_count - expected.voxel_count) <= max(1, 0.05 * expected.voxel_count), name
 
