@@ -10,14 +10,12 @@ Nothing else goes into these files: no patient or study identifier, no path.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .writers.table import _cell, _plain
+from .writers.table import _plain, rows_csv_text
 
 UNREVIEWED, ACCEPTED, REJECTED = "unreviewed", "accepted", "rejected"
 STATUSES = (UNREVIEWED, ACCEPTED, REJECTED)
@@ -101,12 +99,7 @@ def reviewed_rows(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> 
 def review_csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """The reviewed table as CSV: ``columns`` plus the review columns; empty cell for a missing value."""
     columns = review_columns(columns)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in reviewed_rows(rows, columns):
-        writer.writerow([_cell(row[name]) for name in columns])
-    return buffer.getvalue()
+    return rows_csv_text(reviewed_rows(rows, columns), columns)
 
 
 def review_document(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,14 +77,19 @@ def lesion_rows(lesions: Iterable[Lesion], extra: Extra | None = None) -> list[d
     ]
 
 
-def table_csv_text(lesions: Iterable[Lesion], extra: Extra | None = None) -> str:
-    columns = [*TABLE_COLUMNS, *_extra_columns(extra)]
+def rows_csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """CSV text of ``rows`` (dicts) in ``columns``, cells formatted as in the lesion table."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
-    for row in lesion_rows(lesions, extra):
+    for row in rows:
         writer.writerow([_cell(row[column]) for column in columns])
     return buffer.getvalue()
+
+
+def table_csv_text(lesions: Iterable[Lesion], extra: Extra | None = None) -> str:
+    columns = [*TABLE_COLUMNS, *_extra_columns(extra)]
+    return rows_csv_text(lesion_rows(lesions, extra), columns)
 
 
 def write_table_csv(path: str | Path, lesions: Iterable[Lesion], extra: Extra | None = None) -> Path:
