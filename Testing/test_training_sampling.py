@@ -85,6 +85,30 @@ def test_patches_are_centred_on_each_class_as_the_recipe_says():
     assert set(values) <= {0.0, 2.0} and 2.0 in values
 
 
+def _lesion_offsets(recipe: Recipe, draws: int = 16) -> set[tuple[int, ...]]:
+    """Where a one-voxel lesion lands in its patches, relative to the patch centre."""
+    item = _item(hard=False)
+    item[T.LABEL].zero_()
+    item[T.LABEL][0, 20, 20, 20] = 1
+    chain = T.random_transforms(recipe)
+    chain.set_random_state(seed=5)
+    cases = T.RepeatedCases([item], draws)
+    centre = np.array(recipe.patch_size) // 2
+    return {tuple(np.argwhere(patch[T.LABEL][0].numpy() > 0)[0] - centre)
+            for n in range(draws) for patch in chain(cases[n])}
+
+
+def test_centre_jitter_moves_lesions_off_the_patch_centre_within_its_bound():
+    plain = Recipe(patch_size=(16, 16, 16), affine=False, flip=False, intensity_augment=False,
+                   positive_fraction=1.0, samples_per_case=2)
+    assert _lesion_offsets(plain) == {(0, 0, 0)}
+    jittered = _lesion_offsets(plain.updated(centre_jitter=0.5))
+    assert len(jittered) > 8
+    assert max(abs(offset) for offsets in jittered for offset in offsets) <= 4  # 0.5 of a half side of 16
+    with pytest.raises(Exception, match="centre jitter"):
+        plain.updated(centre_jitter=1.0).check()
+
+
 def test_patch_centres_follow_the_current_hard_negatives():
     hard: dict[str, torch.Tensor] = {}
     cases = T.RepeatedCases([_item(hard=False)], 3, hard)

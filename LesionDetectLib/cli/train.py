@@ -185,6 +185,10 @@ def add_parser(subparsers) -> None:
                           help="share of patches centred where the network fired outside the lesions at the last "
                                "mining pass over the training cases (0 = no mining)")
     optimise.add_argument("--mining-interval", type=positive_int, help="epochs between hard-negative mining passes")
+    optimise.add_argument("--centre-jitter", type=number(0.0, 1.0, high_open=True),
+                          help="how far a patch's sampled voxel (e.g. a lesion voxel) may lie from the patch centre, "
+                               "in half patch sides (default 0: at the centre; centred lesions teach a network to "
+                               "fire at every sliding window's centre)")
     optimise.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA")
     optimise.add_argument("--seed", type=seed)
 
@@ -214,7 +218,7 @@ def add_parser(subparsers) -> None:
 RECIPE_OPTIONS = (
     "name", "description", "modality", "intensity", "input_requirements", "spacing", "patch_size", "threshold", "min_lesion_mm3",
     "overlap", "sw_batch_size", "flip_axes", "loss", "lr", "weight_decay", "warmup_epochs", "epochs", "iterations_per_epoch", "batch_size",
-    "samples_per_case", "positive_fraction", "hard_negative_fraction", "mining_interval", "amp", "seed", "flip", "affine", "rotate_degrees", "scale_range",
+    "samples_per_case", "positive_fraction", "hard_negative_fraction", "mining_interval", "centre_jitter", "amp", "seed", "flip", "affine", "rotate_degrees", "scale_range",
     "intensity_augment", "heavy_augment", "copy_paste", "val_interval", "lesion_rule", "select_metric", "num_workers", "cache",
 )
 

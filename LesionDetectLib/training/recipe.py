@@ -66,6 +66,7 @@ class Recipe:
     samples_per_case: int = 2
     positive_fraction: float = 0.67
     hard_negative_fraction: float = 0.0  # of patch centres on mined false positives (see `mining_interval`)
+    centre_jitter: float = 0.0  # how far a sampled voxel may lie from its patch's centre, in half patch sides
     mining_interval: int = 5  # epochs between hard-negative mining passes over the training cases
     # augmentation
     flip: bool = True
@@ -158,6 +159,7 @@ class Recipe:
             (self.mining_interval >= 1, "mining interval must be ≥ 1 epoch"),
             (0 <= self.rotate_degrees <= 180, "rotation must be in [0, 180] degrees"),
             (0 <= self.scale_range < 1, "scale range must be in [0, 1)"),
+            (0 <= self.centre_jitter < 1, "centre jitter must be in [0, 1)"),
             (0 <= self.copy_paste <= 1, "copy-paste probability must be in [0, 1]"),
             (self.val_interval >= 1, "validation interval must be ≥ 1"),
             (0 <= self.overlap < 1, "overlap must be in [0, 1)"),

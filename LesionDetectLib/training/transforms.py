@@ -73,6 +73,12 @@ def crop_size(recipe: Recipe) -> tuple[int, int, int]:
     return tuple(int(math.ceil(p * 1.25 / 8) * 8) for p in recipe.patch_size)
 
 
+def jitter_margin(recipe: Recipe) -> tuple[int, int, int]:
+    """Voxels added to each side of the sampled crop, so that the patch cut from it at random places its
+    sampled voxel up to ``centre_jitter`` half patch sides away from its centre."""
+    return tuple(int(round(recipe.centre_jitter * p / 2)) for p in recipe.patch_size)
+
+
 def random_transforms(recipe: Recipe, bank: Sequence | None = None):
     """The per-sample random MONAI chain on `RepeatedCases` items: copy-paste, patches by centre class, flips,
     affine, intensity."""
@@ -86,6 +92,7 @@ def random_transforms(recipe: Recipe, bank: Sequence | None = None):
         RandGaussianNoised,
         RandScaleIntensityd,
         RandShiftIntensityd,
+        RandSpatialCropd,
         SelectItemsd,
         SpatialPadd,
     )
@@ -94,6 +101,7 @@ def random_transforms(recipe: Recipe, bank: Sequence | None = None):
 
     keys = [IMAGE, LABEL]
     size = crop_size(recipe)
+    sampled = tuple(side + 2 * margin for side, margin in zip(size, jitter_margin(recipe)))
     steps: list = []
     if recipe.copy_paste > 0 and bank:
         steps += [CopyPasted(bank, prob=recipe.copy_paste), DeleteItemsd(keys=BODY)]
@@ -101,11 +109,13 @@ def random_transforms(recipe: Recipe, bank: Sequence | None = None):
         # a class without voxels (a lesion-free case, nothing mined yet) gives its share to the others; the
         # crop keeps only image and label (MONAI deep-copies every other key once per sample)
         RandCropByLabelClassesd(
-            keys=keys, label_key=LABEL, spatial_size=size, ratios=centre_ratios(recipe), num_classes=4,
+            keys=keys, label_key=LABEL, spatial_size=sampled, ratios=centre_ratios(recipe), num_classes=4,
             num_samples=recipe.samples_per_case, indices_key=CENTRES, allow_smaller=True, warn=False,
         ),
-        SpatialPadd(keys=keys, spatial_size=size),
+        SpatialPadd(keys=keys, spatial_size=sampled),
     ]
+    if sampled != size:
+        steps.append(RandSpatialCropd(keys=keys, roi_size=size, random_size=False))
     if recipe.affine:
         angle = math.radians(recipe.rotate_degrees)
         steps.append(RandAffined(
