@@ -83,11 +83,19 @@ def _parse_document(name: str, data: bytes, path: Path) -> dict[str, Any]:
 
 
 def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with top-level literal settings replaced (``--set whether_raw_luna16=true``)."""
-    unknown = sorted(set(overrides) - set(config))
-    if unknown:
-        raise BundleConfigError(f"--set {unknown[0]}: no such key at the top of the inference config")
-    return {**config, **overrides}
+    """``config`` with literal settings replaced (``--set whether_raw_luna16=true``, ``--set a#b=3``)."""
+    import copy
+
+    config = copy.deepcopy(config)
+    for path, value in overrides.items():
+        *parents, last = path.split("#")
+        node = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            raise BundleConfigError(f"--set {path}: no such key in the inference config")
+        node[last] = value
+    return config
 
 
 def state_dict_of(weights: bytes, path: Path) -> dict:
