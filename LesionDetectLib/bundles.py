@@ -405,9 +405,11 @@ class ModelEntry:
     threshold: float
     path: Path
     source: str
+    input_channels: tuple[str, ...] = ("",)  # the channel names `detect` needs, in the network's order
+    task: str = "segmentation"  # or "detection" (an imported box detector)
 
-    def to_dict(self) -> dict[str, str]:
-        return {**asdict(self), "path": str(self.path)}
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path), "input_channels": list(self.input_channels)}
 
 
 def list_models() -> list[ModelEntry]:
@@ -426,7 +428,8 @@ def list_models() -> list[ModelEntry]:
             except ModelBundleError:
                 continue
             found[spec.name] = ModelEntry(
-                spec.name, spec.version, spec.modality, spec.description, spec.threshold, candidate, source
+                spec.name, spec.version, spec.modality, spec.description, spec.threshold, candidate, source,
+                tuple(spec.input_channels), spec.pipeline.get("task", "segmentation"),
             )
     return sorted(found.values(), key=lambda entry: entry.name)
 

@@ -114,3 +114,17 @@ def model_input_of(channels: list[Volume], spec):
     others = [preprocess.normalise_intensity(preprocess.to_model_grid(channel, spec.spacing)[0], spec.intensity)
               for channel in channels[1:]]
     return replace(first, image=np.concatenate([first.image, np.stack(others)]))
+
+
+def with_main_channel(main: Volume, others: Mapping[str, Volume], names: list[str]) -> Inputs:
+    """``{channel: volume}`` for `detect` from a main input and named other channels (``--channel T1=…``):
+    the main input is the model's one channel not named among the others, and the reference."""
+    if not others:
+        return main
+    named = {name.casefold() for name in others}
+    left = [name for name in names if name.casefold() not in named]
+    if len(left) != 1:
+        unnamed = ", ".join(left) if left else "none"
+        raise InputImageError(f"the main input must be the one channel of the model ({', '.join(names)}) not given "
+                              f"with --channel; left unnamed: {unnamed}")
+    return {left[0]: main, **others}
