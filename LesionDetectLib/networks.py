@@ -56,6 +56,8 @@ def build_network(name: str, kwargs: dict[str, Any]):
     cls = network_class(name)
     try:
         return cls(**kwargs)
+    except ModelBundleError:  # already one clear line (e.g. a missing optional package)
+        raise
     except Exception as error:  # any constructor failure is a bad bundle, reported on one line
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ModelBundleError(f"network {name} rejects its arguments {kwargs}: {reason}") from None

@@ -53,10 +53,11 @@ def write_bundle(folder: Path, inference: dict, metadata: dict, state=None, weig
     return folder
 
 
-def zoo_bundle(tmp: Path, name: str, as_zip: bool = False, metadata_changes: dict | None = None) -> Path:
-    """A real zoo config as a bundle folder (or zip) named ``name`` in ``tmp``."""
+def zoo_bundle(tmp: Path, name: str, as_zip: bool = False, metadata_changes: dict | None = None,
+               state: dict | None = None) -> Path:
+    """A real zoo config as a bundle folder (or zip) named ``name`` in ``tmp`` (random weights unless ``state``)."""
     inference, metadata = zoo_configs(name)
-    folder = write_bundle(tmp / name, inference, {**metadata, **(metadata_changes or {})})
+    folder = write_bundle(tmp / name, inference, {**metadata, **(metadata_changes or {})}, state)
     if not as_zip:
         return folder
     archive = tmp / f"{name}.zip"

@@ -118,6 +118,21 @@ def test_whole_body_lesion_labels_from_metadata_sum_their_softmax(tmp_path):
     assert 0 <= result.probability.min() and result.probability.max() <= 1
 
 
+def test_lung_nodule_detector_without_torchvision_is_refused_clearly(tmp_path):
+    import importlib.util
+
+    from LesionDetectLib.errors import ModelBundleError
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the detector is built (see the next test)")
+    bundle = zoo_bundle(tmp_path, "lung_nodule_ct_detection", state={"weight": torch.zeros(1)})
+    with pytest.raises(ModelBundleError, match="needs torchvision"):
+        import_monai_bundle(bundle, overrides={"whether_raw_luna16": True})
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("torchvision") is None,
+                    reason="monai.apps.detection needs torchvision, not installed (a CPU build matching torch)")
 def test_lung_nodule_detector_gives_boxes_on_the_input_grid(tmp_path):
     bundle = zoo_bundle(tmp_path, "lung_nodule_ct_detection")
     import_monai_bundle(bundle, overrides={"whether_raw_luna16": True})

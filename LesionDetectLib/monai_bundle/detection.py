@@ -13,6 +13,11 @@ from ..errors import ModelBundleError
 def retinanet(spatial_dims: int, num_classes: int, num_anchors: int, size_divisible: Any, backbone: dict[str, Any],
               fpn: dict[str, Any], use_list_output: bool = False):
     """``RetinaNet(feature_extractor=resnet_fpn_feature_extractor(resnetN(...), ...))`` as the bundle builds it."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None:
+        raise ModelBundleError("a MONAI detection bundle needs torchvision (monai.apps.detection builds its RetinaNet "
+                               "with it): pip install torchvision, the build that matches your torch")
     from monai.apps.detection.networks.retinanet_network import RetinaNet, resnet_fpn_feature_extractor
     from monai.networks.nets import resnet
 
