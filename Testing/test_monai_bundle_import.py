@@ -115,7 +115,7 @@ def test_whole_body_lesion_labels_from_metadata_sum_their_softmax(tmp_path):
     volume = ras_volume((20, 18, 16), (3.0, 2.0, 2.5))  # another spacing: resampled to 1.5 mm and back
     result = detect(volume, model, device="cpu")
     assert result.probability.shape == volume.array.shape
-    assert 0 <= result.probability.min() and result.probability.max() <= 1
+    assert result.probability.min() >= 0 and result.probability.max() <= 1
 
 
 def test_lung_nodule_detector_without_torchvision_is_refused_clearly(tmp_path):
