@@ -79,7 +79,7 @@ def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCac
     progress("load_model", 0.05, "loading model")
     model = models.for_volume(volume.modality)
     inputs = with_main_channel(volume, {name: read_volume(other) for name, other in options.channels},
-                               model.spec.input_channels)
+                               model.spec.needed_channels)
     result = detect(
         inputs, model, threshold=options.threshold, outline_threshold=options.outline_threshold,
         min_volume_mm3=options.min_volume_mm3,

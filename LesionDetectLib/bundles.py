@@ -93,6 +93,14 @@ class ModelSpec:
             raise ModelBundleError(f"{source}: invalid model bundle: " + "; ".join(problems[:5]) + more)
         return cls(**data)
 
+    @property
+    def needed_channels(self) -> list[str]:
+        """The input channels `detect` needs: the first ``in_channels`` of ``input_channels`` (a shipped model may
+        list a channel its network does not take, e.g. ``"T1 (MS cases only)"``)."""
+        kwargs = self.network.get("kwargs", {})
+        count = kwargs.get("in_channels", kwargs.get("backbone", {}).get("kwargs", {}).get("n_input_channels"))
+        return list(self.input_channels[:count] if isinstance(count, int) and count > 0 else self.input_channels)
+
     def to_dict(self) -> dict[str, Any]:
         """The ``model.json`` content (an unset outline threshold and no flips are left out, as in the file)."""
         data = asdict(self)
@@ -429,7 +437,7 @@ def list_models() -> list[ModelEntry]:
                 continue
             found[spec.name] = ModelEntry(
                 spec.name, spec.version, spec.modality, spec.description, spec.threshold, candidate, source,
-                tuple(spec.input_channels), spec.pipeline.get("task", "segmentation"),
+                tuple(spec.needed_channels), spec.pipeline.get("task", "segmentation"),
             )
     return sorted(found.values(), key=lambda entry: entry.name)
 

@@ -53,7 +53,7 @@ def detect(
     from . import infer, lesions, preprocess
 
     model = load_model(model) if not isinstance(model, Model) else model
-    channels, volume = align_channels(volume, model.spec.input_channels)
+    channels, volume = align_channels(volume, model.spec.needed_channels)
     check_modality(volume, model, force_modality)
     spec = model.spec
     threshold = spec.threshold if threshold is None else threshold
