@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bundles import Model, default_model_for, load_model
+from .channels import with_main_channel
 from .detect import detect
 from .errors import CancelledError, LesionDetectError
 from .io import read_volume, volume_stem
@@ -34,6 +35,7 @@ class DetectOptions:
     surface_format: str | None = None
     resume: bool = False
     dicom_seg: bool = False
+    channels: tuple[tuple[str, Path], ...] = ()  # the other sequences of a multi-channel model: (name, path)
 
 
 @dataclass
@@ -76,8 +78,10 @@ def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCac
     check_free_space(out_dir, estimate_output_bytes(volume.array.size, options.save_probability))
     progress("load_model", 0.05, "loading model")
     model = models.for_volume(volume.modality)
+    inputs = with_main_channel(volume, {name: read_volume(other) for name, other in options.channels},
+                               model.spec.needed_channels)
     result = detect(
-        volume, model, threshold=options.threshold, outline_threshold=options.outline_threshold,
+        inputs, model, threshold=options.threshold, outline_threshold=options.outline_threshold,
         min_volume_mm3=options.min_volume_mm3,
         max_lesions=options.max_lesions, device=options.device, batch_size=options.batch_size,
         overlap=options.overlap, force_modality=options.force_modality, progress=progress,

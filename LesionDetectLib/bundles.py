@@ -33,7 +33,7 @@ FORMAT_VERSION = 1
 DEFAULT_MODELS = {"MR": "brain-mri-lesions", "CT": "ct-tumours"}  # chosen for an input of that modality
 SPEC_FILE, WEIGHTS_FILE = "model.json", "weights.pt"
 MODALITIES = ("CT", "MR")
-INTENSITY_KINDS = ("ct", "mr")
+INTENSITY_KINDS = ("ct", "mr", "bundle")  # bundle: the steps of an imported MONAI bundle's `pipeline`
 PACKAGE_MODELS = Path(__file__).parent / "models"
 MODELS_ENV = "LESIONDETECT_MODELS"
 MAX_SPEC_BYTES, MAX_WEIGHTS_BYTES = 2**20, 2**31  # 1 MiB of JSON, 2 GiB of weights
@@ -74,6 +74,7 @@ class ModelSpec:
     input_requirements: list[str] = field(default_factory=list)  # names in input_checks.REQUIREMENT_CHECKS
     outline_threshold: float | None = None  # how far a lesion extends (≤ threshold); None: the threshold
     flip_axes: list[int] = field(default_factory=list)  # test-time mirroring along these model-grid axes (x, y, z)
+    pipeline: dict[str, Any] = field(default_factory=dict)  # an imported MONAI bundle's steps (monai_bundle/)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "model.json") -> ModelSpec:
@@ -81,7 +82,7 @@ class ModelSpec:
         if not isinstance(data, dict):
             raise ModelBundleError(f"{source}: must hold a JSON object")
         known = {f.name for f in fields(cls)}
-        optional = {"provenance", "metrics", "input_requirements", "outline_threshold", "flip_axes"}
+        optional = {"provenance", "metrics", "input_requirements", "outline_threshold", "flip_axes", "pipeline"}
         problems = [f"missing field {name!r}" for name in sorted(known - optional - data.keys())]
         problems += [f"unknown field {name[:64]!r}" for name in sorted(data.keys() - known)]
         problems += [f"{where} is {value} (every number must be finite)" for where, value in non_finite_numbers(data)]
@@ -92,13 +93,22 @@ class ModelSpec:
             raise ModelBundleError(f"{source}: invalid model bundle: " + "; ".join(problems[:5]) + more)
         return cls(**data)
 
+    @property
+    def needed_channels(self) -> list[str]:
+        """The input channels `detect` needs: the first ``in_channels`` of ``input_channels`` (a shipped model may
+        list a channel its network does not take, e.g. ``"T1 (MS cases only)"``)."""
+        kwargs = self.network.get("kwargs", {})
+        count = kwargs.get("in_channels", kwargs.get("backbone", {}).get("kwargs", {}).get("n_input_channels"))
+        return list(self.input_channels[:count] if isinstance(count, int) and count > 0 else self.input_channels)
+
     def to_dict(self) -> dict[str, Any]:
         """The ``model.json`` content (an unset outline threshold and no flips are left out, as in the file)."""
         data = asdict(self)
         if data["outline_threshold"] is None:
             del data["outline_threshold"]
-        if not data["flip_axes"]:
-            del data["flip_axes"]
+        for optional in ("flip_axes", "pipeline"):
+            if not data[optional]:
+                del data[optional]
         return data
 
 
@@ -158,6 +168,9 @@ def _value_problems(data: dict[str, Any]) -> list[str]:
          and set(data.get("input_requirements", [])) <= set(REQUIREMENT_CHECKS),
          f"input_requirements: a list of {sorted(REQUIREMENT_CHECKS)}"),
         (isinstance(data["labels"], dict), "labels must be an object"),
+        (isinstance(data.get("pipeline", {}), dict) and (data.get("pipeline", {}).get("format") == "monai-bundle")
+         == (isinstance(data["intensity"], dict) and data["intensity"].get("kind") == "bundle"),
+         "pipeline (an imported MONAI bundle's, format monai-bundle) goes with intensity.kind 'bundle', and only then"),
         *[(isinstance(data.get(key, {}), dict), f"{key} must be an object") for key in ("provenance", "metrics")],
         (isinstance(data["weights"], dict) and data["weights"].get("file") == WEIGHTS_FILE
          and isinstance(data["weights"].get("sha256"), str) and len(data["weights"]["sha256"]) == 64,
@@ -190,8 +203,8 @@ def _outline_ok(outline: Any, threshold: Any) -> bool:
 
 def _intensity_ok(intensity: Any) -> bool:
     """The normalisation's numbers: a CT window, or MR percentiles (optional, default 0.5 and 99.5)."""
-    if not isinstance(intensity, dict):
-        return True  # reported by the kind check
+    if not isinstance(intensity, dict) or intensity.get("kind") == "bundle":
+        return True  # reported by the kind check; a bundle's intensity steps are in its pipeline
     if intensity.get("kind") == "ct":
         pair, low_bound, high_bound = intensity.get("window"), -MAX_HU, MAX_HU
     else:
@@ -300,11 +313,8 @@ def _read_zip_member(archive: zipfile.ZipFile, name: str, limit: int, path: Path
         return stream.read(limit + 1)[:limit]
 
 
-def _zip_prefix(archive: zipfile.ZipFile, path: Path) -> str:
-    """'' when model.json is at the zip's root, 'folder/' when the zip holds one bundle folder.
-
-    Refuses absolute, drive-letter, backslash and '..' entries and duplicate names (which tools resolve differently).
-    """
+def safe_zip_names(archive: zipfile.ZipFile, path: Path) -> list[str]:
+    """The zip's entry names; absolute, drive-letter, backslash, '..' and duplicate entries are refused."""
     names = archive.namelist()
     unsafe = [n for n in names if n.startswith("/") or ".." in Path(n).parts or "\\" in n or n[1:2] == ":"]
     if unsafe:
@@ -312,6 +322,15 @@ def _zip_prefix(archive: zipfile.ZipFile, path: Path) -> str:
     duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicates:
         raise ModelBundleError(f"{path}: zip holds duplicate entries: {duplicates[:5]}")
+    return names
+
+
+def _zip_prefix(archive: zipfile.ZipFile, path: Path) -> str:
+    """'' when model.json is at the zip's root, 'folder/' when the zip holds one bundle folder.
+
+    Refuses absolute, drive-letter, backslash and '..' entries and duplicate names (which tools resolve differently).
+    """
+    names = safe_zip_names(archive, path)
     specs = [n for n in names if Path(n).name == SPEC_FILE]
     if len(specs) != 1 or len(Path(specs[0]).parts) > 2:
         raise ModelBundleError(f"{path}: zip must hold exactly one {SPEC_FILE} at its root or in one folder")
@@ -394,9 +413,11 @@ class ModelEntry:
     threshold: float
     path: Path
     source: str
+    input_channels: tuple[str, ...] = ("",)  # the channel names `detect` needs, in the network's order
+    task: str = "segmentation"  # or "detection" (an imported box detector)
 
-    def to_dict(self) -> dict[str, str]:
-        return {**asdict(self), "path": str(self.path)}
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path), "input_channels": list(self.input_channels)}
 
 
 def list_models() -> list[ModelEntry]:
@@ -415,7 +436,8 @@ def list_models() -> list[ModelEntry]:
             except ModelBundleError:
                 continue
             found[spec.name] = ModelEntry(
-                spec.name, spec.version, spec.modality, spec.description, spec.threshold, candidate, source
+                spec.name, spec.version, spec.modality, spec.description, spec.threshold, candidate, source,
+                tuple(spec.needed_channels), spec.pipeline.get("task", "segmentation"),
             )
     return sorted(found.values(), key=lambda entry: entry.name)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .bundles import Model, load_model
+from .channels import Inputs, align_channels, model_input_of
 from .errors import ModalityMismatchError
 from .input_checks import input_warnings
-from .io import validate_volume
 from .resources import check_memory
 from .result import DetectionResult
 from .volume import Volume
@@ -30,7 +30,7 @@ def check_modality(volume: Volume, model: Model, force: bool = False) -> None:
 
 
 def detect(
-    volume: Volume,
+    volume: Inputs,
     model: Model | str,
     threshold: float | None = None,
     min_volume_mm3: float | None = None,
@@ -44,13 +44,16 @@ def detect(
 ) -> DetectionResult:
     """Find lesions in ``volume`` with ``model`` (a `Model` or a name/path); settings default to the model's.
 
+    ``volume`` is one `Volume`, or ``{channel name: Volume}`` for a model with several ``input_channels``: the
+    first given is the reference, the others are resampled onto its grid, and the outputs lie on its grid.
+
     ``threshold`` decides which regions are lesions (their highest probability reaches it) and
     ``outline_threshold`` how far each extends; the outline threshold is never above the threshold.
     """
     from . import infer, lesions, preprocess
 
     model = load_model(model) if not isinstance(model, Model) else model
-    validate_volume(volume, source=volume.name)
+    channels, volume = align_channels(volume, model.spec.needed_channels)
     check_modality(volume, model, force_modality)
     spec = model.spec
     threshold = spec.threshold if threshold is None else threshold
@@ -70,18 +73,26 @@ def detect(
         warn(message)
     check_memory(volume.array.shape, preprocess.model_grid(volume, tuple(spec.spacing)).size, tuple(spec.patch_size),
                  batch_size or infer.default_batch_size(spec.batch_size, device), spec.overlap if overlap is None else overlap)
-    progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
-    model_input = preprocess.prepare_input(volume, spec)
-    progress("inference", 0.15, f"{spec.network['name']} on {device}, grid {model_input.grid.size}")
-    model_probability, device = infer.model_grid_probability(
-        model.network, model_input, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
-        batch_size or infer.default_batch_size(spec.batch_size, device), device,
-        on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"), warn=warn,
-        flip_axes=spec.flip_axes,
-    )
-    progress("postprocess", 0.85, "probabilities onto the input grid")
-    probability = preprocess.to_input_grid(model_probability, model_input.grid, volume)
-    del model_probability, model_input  # free the model-grid arrays before full-resolution post-processing
+    if spec.pipeline:  # an imported MONAI bundle: its own preprocessing, inferer and outputs
+        from .monai_bundle.inference import bundle_probability
+
+        progress("inference", 0.15, f"MONAI bundle {spec.network['name']} on {device}")
+        probability, boxes = bundle_probability(model, channels, threshold, device, overlap, batch_size)
+        if boxes is not None:
+            warn("a box detector: each lesion's segment is its box, not an outline")
+    else:
+        progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
+        model_input = model_input_of(channels, spec)
+        progress("inference", 0.15, f"{spec.network['name']} on {device}, grid {model_input.grid.size}")
+        model_probability, device = infer.model_grid_probability(
+            model.network, model_input, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
+            batch_size or infer.default_batch_size(spec.batch_size, device), device,
+            on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"), warn=warn,
+            flip_axes=spec.flip_axes,
+        )
+        progress("postprocess", 0.85, "probabilities onto the input grid")
+        probability = preprocess.to_input_grid(model_probability, model_input.grid, volume)
+        del model_probability, model_input  # free the model-grid arrays before full-resolution post-processing
     progress("postprocess", 0.87, "connected components and measurements")
     found, label_map = lesions.from_probability(
         probability, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold

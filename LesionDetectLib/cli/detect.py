@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..batch import DetectOptions, rank_and_world, run_cases
-from ..errors import LesionDetectError
+from ..errors import InputImageError, LesionDetectError
 from ..inputs import expand_inputs, shard
 from ..progress import MODES, make_reporter
 from .common import (
@@ -52,7 +53,18 @@ def add_parser(subparsers) -> None:
                         help="for a DICOM series input, also write <name>.seg.dcm, a DICOM Segmentation of every "
                         "lesion over that series (needs highdicom); none when there is no lesion")
     parser.add_argument("--resume", action="store_true", help="skip cases whose outputs already exist")
+    parser.add_argument("--channel", dest="channels", type=channel, action="append", default=[],
+                        metavar="NAME=PATH", help="another sequence of a multi-channel model, e.g. --channel T1=t1.nii.gz "
+                        "(one per channel; the single input is the model's remaining channel and the reference grid)")
     parser.set_defaults(run=run)
+
+
+def channel(value: str) -> tuple[str, Path]:
+    """``NAME=PATH`` of ``--channel``."""
+    name, equals, where = value.partition("=")
+    if not (name.strip() and equals and where):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected NAME=PATH, e.g. T1=t1.nii.gz")
+    return name.strip(), Path(where).expanduser()
 
 
 def options_from(args: argparse.Namespace, **overrides) -> DetectOptions:
@@ -68,10 +80,16 @@ def run(args: argparse.Namespace) -> int:
         args.progress = "none" if args.progress == "bar" else args.progress
     rank, world = rank_and_world()
     cases = shard(expand_inputs(args.inputs), rank, world)
+    if args.channels and len(expand_inputs(args.inputs)) != 1:
+        raise InputImageError("--channel goes with a single input case (for a batch, run one command per case)")
+    names = [name.casefold() for name, _ in args.channels]
+    if len(set(names)) != len(names):
+        twice = next(name for name, _ in args.channels if names.count(name.casefold()) > 1)
+        raise InputImageError(f"--channel {twice} is given twice")
     options = options_from(
         args, batch_size=args.batch_size, overlap=args.overlap, force_modality=args.force_modality,
         series_uid=args.series_uid, save_probability=args.save_probability, surface_format=args.save_surfaces,
-        resume=args.resume, dicom_seg=args.dicom_seg,
+        resume=args.resume, dicom_seg=args.dicom_seg, channels=tuple(args.channels),
     )
     report = make_reporter(args.progress)
     summary = run_cases(cases, args.output, options, report)

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..bundles import default_model_for, import_model, list_models, load_model
+from ..errors import ModelBundleError
 from .common import text
 
 
@@ -20,7 +21,16 @@ def add_parser(subparsers) -> None:
     show.set_defaults(run=run_show)
     importing = actions.add_parser("import", help="copy a bundle into the user models folder "
                                    "($LESIONDETECT_MODELS, default ~/.lesiondetect/models)")
-    importing.add_argument("path", type=text, help="bundle folder or .zip")
+    importing.add_argument("path", type=text, help="bundle folder or .zip: LesionDetect's own (model.json) or a "
+                           "MONAI bundle (configs/metadata.json, configs/inference.json|yaml, models/model.pt)")
+    importing.add_argument("--lesion-labels", type=label_list, metavar="N[,N...]",
+                           help="MONAI bundle: the output labels (softmax classes or sigmoid channels) that are "
+                           "lesions, when its metadata.json does not say")
+    importing.add_argument("--name", type=text, help="MONAI bundle: the installed model's name "
+                           "(default: the bundle's folder or zip name)")
+    importing.add_argument("--set", dest="overrides", type=override, action="append", default=[],
+                           metavar="KEY=VALUE", help="MONAI bundle: replace a literal inference setting before "
+                           "reading it, e.g. --set whether_raw_luna16=true or --set displayable_configs#highres=false")
     importing.set_defaults(run=run_import)
 
 
@@ -46,7 +56,36 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def label_list(value: str) -> list[int]:
+    try:
+        labels = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: a comma-separated list of label numbers, e.g. 1,2") from None
+    if any(label < 0 for label in labels):
+        raise argparse.ArgumentTypeError(f"{value!r}: label numbers are 0 or more")
+    return labels
+
+
+def override(value: str) -> tuple[str, object]:
+    key, equals, literal = value.partition("=")
+    try:
+        parsed = json.loads(literal)
+    except ValueError:
+        parsed = None if not equals else literal  # plain text
+    if not key or not equals:
+        raise argparse.ArgumentTypeError(f"{value!r}: KEY=VALUE, VALUE a JSON literal (true, 3.0, [1, 2]) or text")
+    return key, parsed
+
+
 def run_import(args: argparse.Namespace) -> int:
-    target = import_model(args.path)
+    from ..monai_bundle.importer import import_monai_bundle, is_monai_bundle
+
+    if is_monai_bundle(args.path):
+        target = import_monai_bundle(args.path, args.lesion_labels, args.name, dict(args.overrides))
+    elif args.lesion_labels is not None or args.name or args.overrides:
+        raise ModelBundleError(f"{args.path}: --lesion-labels, --name and --set are for MONAI bundles "
+                               "(configs/metadata.json); this is not one")
+    else:
+        target = import_model(args.path)
     print(f"imported into {target}")
     return 0
