@@ -482,4 +482,8 @@ def truncate(fileName: str):
 
 
 def slicerSelfTestSuite() -> unittest.TestSuite:
-    return unittest.defaultTestLoader.loadTestsFromTestCase(LesionDetectLogicTest)
+    """These tests and those of *Compare with prior* (`compareTests`)."""
+    from .compareTests import CompareWithPriorTest
+
+    return unittest.TestSuite([unittest.defaultTestLoader.loadTestsFromTestCase(case)
+                               for case in (LesionDetectLogicTest, CompareWithPriorTest)])
