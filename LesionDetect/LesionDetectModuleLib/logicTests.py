@@ -485,5 +485,5 @@ def slicerSelfTestSuite() -> unittest.TestSuite:
     """These tests and those of *Compare with prior* (`compareTests`)."""
     from .compareTests import CompareWithPriorTest
 
-    return unittest.TestSuite([unittest.defaultTestLoader.loadTestsFromTestCase(case)
-                               for case in (LesionDetectLogicTest, CompareWithPriorTest)])
+    load = unittest.defaultTestLoader.loadTestsFromTestCase
+    return unittest.TestSuite([*load(LesionDetectLogicTest), *load(CompareWithPriorTest)])

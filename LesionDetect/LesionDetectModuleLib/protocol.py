@@ -16,6 +16,13 @@ from LesionDetectLib.errors import CancelledError, ComparisonError
 CANCELLED_EXIT_CODE = CancelledError.exit_code
 REFUSED_EXIT_CODE = ComparisonError.exit_code
 """``compare`` refused the scans: they do not align, or their lesions were found with different settings."""
+STAGE_TITLES = {
+    "read": "Reading the volume", "load_model": "Loading the model", "preprocess": "Preparing the image",
+    "inference": "Running the model", "postprocess": "Measuring lesions", "write": "Writing results",
+    "done": "Detection finished", "load": "Loading results", "error": "Failed", "detect": "Detecting lesions",
+    "register": "Aligning the prior scan", "match": "Matching lesions",
+}
+"""What the panel's status line calls each stage."""
 
 
 @dataclass(frozen=True)
