@@ -407,6 +407,20 @@ def test_readme_console_example_runs_as_written(slicer, panel, capsys):
     assert command[command.index("--model") + 1] == "ms-flair-lesions"
 
 
+def test_readme_compare_example_runs_as_written(slicer, panel, capsys):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"\*\*Compare from the Python console:\*\*\s+```python\n(.*?)```", readme, re.DOTALL).group(1)
+    compareTests = importlib.import_module("LesionDetectModuleLib.compareTests")
+    current, prior, _ = compareTests.CompareWithPriorTest("test_refused_or_damaged_comparison_changes_nothing").makeFollowUp()
+    current.SetName("current")
+    prior.SetName("prior")
+    exec(compile(example, "README.md", "exec"), {"slicer": slicer})
+    assert capsys.readouterr().out == ("{'new': 1, 'enlarging': 0, 'stable': 2, 'shrinking': 0, 'resolved': 0, "
+                                       "'outside': 0}\n")
+    command = panel.logic.processRunner.commands[-1]
+    assert "compare" in command and command[command.index("--model") + 1] == "ms-flair-lesions"
+
+
 def readme_review_example() -> str:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## In 3D Slicer"):]

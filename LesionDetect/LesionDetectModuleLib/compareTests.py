@@ -106,9 +106,10 @@ class CompareWithPriorTest(unittest.TestCase):
     def test_new_lesion_found_and_the_prior_shown_aligned_under_its_transform(self):
         current, prior, study = self.makeFollowUp()
         logic = self.makeLogic()
+        priorResults = logic.process(prior)
         (seg, points, table), transform, summary = logic.compareWithPrior(current, prior)
-        self.assertEqual(summary["counts"], {"new": 1, "enlarging": 0, "stable": 2, "shrinking": 0, "resolved": 0,
-                                             "outside": 0})
+        self.assertEqual(list(summary["counts"].items()), [("new", 1), ("enlarging", 0), ("stable", 2),
+                                                           ("shrinking", 0), ("resolved", 0), ("outside", 0)])
         self.assertEqual(changeSummary(table), summary)
         self.assertEqual(findResults(current), (seg, points, table))
         ijkToRas = currentIjkToRas()
@@ -131,6 +132,8 @@ class CompareWithPriorTest(unittest.TestCase):
 
         self.assertEqual(transform.GetClassName(), "vtkMRMLLinearTransformNode")
         self.assertEqual(prior.GetTransformNodeID(), transform.GetID())
+        self.assertEqual([node.GetTransformNodeID() for node in priorResults[:2]], [transform.GetID()] * 2)
+        self.assertEqual(findResults(prior), priorResults)  # the prior's own results move with it, unchanged
         self.assertEqual(transform.GetTransformNodeID(), current.GetTransformNodeID())
         self.assertIsNone(transform.GetStorageNode())
         shNode = slicer.mrmlScene.GetSubjectHierarchyNode()

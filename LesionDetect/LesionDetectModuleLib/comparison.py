@@ -58,8 +58,8 @@ def loadComparison(outputFolder: str, currentVolume, priorVolume, showIn3D: bool
     except Exception:
         slicer.mrmlScene.RemoveNode(transform)
         raise
-    summary = document["summary"]
-    nodes.table.SetAttribute(SUMMARY_ATTRIBUTE, json.dumps(summary, sort_keys=True))
+    summary = dict(document["summary"], counts={name: document["summary"]["counts"][name] for name in CLASSES})
+    nodes.table.SetAttribute(SUMMARY_ATTRIBUTE, json.dumps(summary))
     nodes.table.SetAttribute(PRIOR_ATTRIBUTE, priorVolume.GetID())
     alignPrior(transform, currentVolume, priorVolume)
     showChanges(nodes)
