@@ -1,18 +1,16 @@
-"""LesionDetect: AI lesion detection in CT and MRI, as a 3D Slicer module.
-
-This file holds the module, its Sample Data, the panel's wiring and the self-test entry; the work is done by the
-small files of `LesionDetectModuleLib` beside it (its ``__init__`` lists them).
-"""
+"""LesionDetect: AI lesion detection in CT and MRI, as a 3D Slicer module. This file holds the module, its Sample
+Data, the panel's wiring and the self-test entry; the small files of `LesionDetectModuleLib` do the work."""
 
 import os
 import pathlib
 
 import slicer
 from LesionDetectModuleLib import library
+from LesionDetectModuleLib.comparePanel import ComparePanel
 from LesionDetectModuleLib.errors import DetectionError
 from LesionDetectModuleLib.logic import LesionDetectLogic, RunOutcome
 from LesionDetectModuleLib.modelChoice import ModelChoice
-from LesionDetectModuleLib.protocol import ProgressEvent
+from LesionDetectModuleLib.protocol import STAGE_TITLES, ProgressEvent
 from LesionDetectModuleLib.results import findResults, setShowIn3D
 from LesionDetectModuleLib.resultsView import ResultsView
 from LesionDetectModuleLib.reviewPanel import ReviewPanel
@@ -30,11 +28,6 @@ SAMPLES = (
     ("LesionDetect MS FLAIR", "ms_flair.nrrd", "MSFLAIR"),
     ("LesionDetect sarcoma CT", "ct_sarcoma.nrrd", "SarcomaCT"),
 )
-STAGE_TITLES = {
-    "read": "Reading the volume", "load_model": "Loading the model", "preprocess": "Preparing the image",
-    "inference": "Running the model", "postprocess": "Measuring lesions", "write": "Writing results",
-    "done": "Detection finished", "load": "Loading results", "error": "Failed",
-}
 
 
 class LesionDetect(ScriptedLoadableModule):
@@ -112,6 +105,7 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.results = ResultsView(self.ui.resultsTable)
         self.review = ReviewPanel(self.ui, self.logic, self.results, self.parent,
                                   lambda: self._parameterNode.detectionOptions())
+        self.compare = ComparePanel(self)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -172,15 +166,20 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.cancel()
             self.ui.statusLabel.text = "Cancelling…"
             return
+        parameters = self._parameterNode
+        self.startRun(lambda: self.logic.process(parameters.inputVolume, parameters.detectionOptions(),
+                                                 waitForCompletion=False, progressCallback=self.onProgress,
+                                                 completionCallback=self.onCompleted))
+
+    def startRun(self, start) -> None:
+        """``start()`` a run once the input is usable and the packages are there; problems go to the user."""
         with slicer.util.tryWithErrorDisplay("LesionDetect failed unexpectedly.", waitCursor=False):
             try:
                 self.logic.checkInputVolume(self._parameterNode.inputVolume)
                 if not self.logic.installDependencies(askConfirmation=True):
                     self.ui.statusLabel.text = "Not started: required Python packages are missing."
                     return
-                self.logic.process(self._parameterNode.inputVolume, self._parameterNode.detectionOptions(),
-                                   waitForCompletion=False, progressCallback=self.onProgress,
-                                   completionCallback=self.onCompleted)
+                start()
             except DetectionError as error:
                 self.ui.statusLabel.text = str(error).splitlines()[0]
                 slicer.util.errorDisplay(str(error), windowTitle="LesionDetect")
@@ -193,8 +192,9 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setVisible(running)
         self.ui.progressBar.value = 0
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.thresholdSliderWidget,
-                       self.ui.minimumSizeSpinBox, self.ui.deviceComboBox):
+                       self.ui.minimumSizeSpinBox, self.ui.deviceComboBox, self.ui.priorVolumeSelector):
             widget.enabled = not running
+        self.compare.refresh()
 
     def onProgress(self, event: ProgressEvent) -> None:
         self.ui.progressBar.value = int(round(100 * event.fraction))
@@ -222,6 +222,7 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def showResults(self, nodes) -> None:
         count = self.results.show(nodes)
         self.review.refresh()
+        self.compare.refresh()
         if nodes is not None:
             self.ui.statusLabel.text = f"{count} lesion(s) found. Click a row to jump to the lesion."
 
@@ -235,7 +236,7 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class LesionDetectTest(ScriptedLoadableModuleTest):
-    """Reload & Test: the logic tests of `LesionDetectModuleLib.logicTests`, here against the running Slicer, with a
+    """Reload & Test: the logic tests of `LesionDetectModuleLib.logicTests` (and `.compareTests`) in Slicer, with a
     stand-in model (intensity) run by the real process runner in a real PythonSlicer process."""
 
     def runTest(self):

@@ -5,8 +5,9 @@ Everything else is real: the scene, nodes, storage nodes and module logics of sl
 ``slicer.util``, ``ScriptedLoadableModule`` and ``parameterNodeWrapper`` sources. Where the stand-in does what
 Slicer's C++ Qt code does, it calls the same VTK logic:
 
-- ``coreIOManager().loadNodes``: ``vtkSlicerSegmentationsModuleLogic.LoadSegmentationFromFile`` and
-  ``vtkSlicerMarkupsLogic.LoadMarkups`` (qSlicerSegmentationsReader, qSlicerMarkupsReader);
+- ``coreIOManager().loadNodes``: ``vtkSlicerSegmentationsModuleLogic.LoadSegmentationFromFile``,
+  ``vtkSlicerMarkupsLogic.LoadMarkups`` and ``vtkSlicerTransformLogic.AddTransform`` (qSlicerSegmentationsReader,
+  qSlicerMarkupsReader, qSlicerTransformsReader);
 - ``coreIOManager().exportNodes``: a temporary scene, ``CopyContent``, the node's default storage node and
   ``WriteData`` (qSlicerCoreIOManager::exportNodes, qSlicerNodeWriter::write);
 - subject-hierarchy items for new data nodes, removed with them (qSlicerSubjectHierarchyPluginLogic);
@@ -71,6 +72,9 @@ class CoreIOManager:
         elif fileType == "MarkupsFile":
             ids = self.app.logics["Markups"].LoadMarkups(fileName, name, userMessages)
             nodes = [self.app.mrmlScene.GetNodeByID(nodeID) for nodeID in (ids or "").split(",") if nodeID]
+        elif fileType == "TransformFile":
+            node = self.app.logics["Transforms"].AddTransform(fileName, self.app.mrmlScene, userMessages)
+            nodes = [node] if node else []
         else:
             raise NotImplementedError(f"the stand-in IO manager cannot load {fileType}")
         for node in nodes:
@@ -109,7 +113,7 @@ class SlicerApplication:
     LOGICS = {"Data": "vtkSlicerDataModuleLogic", "Colors": "vtkSlicerColorLogic",
               "SubjectHierarchy": "vtkSlicerSubjectHierarchyModuleLogic", "Volumes": "vtkSlicerVolumesLogic",
               "Segmentations": "vtkSlicerSegmentationsModuleLogic", "Markups": "vtkSlicerMarkupsLogic",
-              "Tables": "vtkSlicerTablesLogic"}
+              "Tables": "vtkSlicerTablesLogic", "Transforms": "vtkSlicerTransformLogic"}
 
     def __init__(self, temporaryPath):
         import slicer

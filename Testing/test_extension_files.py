@@ -88,15 +88,17 @@ def test_ui_file_holds_the_widgets_the_module_uses():
         "thresholdSliderWidget": "ctkSliderWidget", "minimumSizeSpinBox": "QDoubleSpinBox",
         "deviceComboBox": "QComboBox", "applyButton": "QPushButton", "progressBar": "QProgressBar",
         "statusLabel": "QLabel", "show3DCheckBox": "QCheckBox", "resultsTable": "QTableWidget",
+        "priorVolumeSelector": "qMRMLNodeComboBox", "compareButton": "QPushButton", "changeSummaryLabel": "QLabel",
     }
     assert {name: widgets.get(name) for name in expected} == expected
     source = "".join((REPO / "LesionDetect" / path).read_text(encoding="utf-8")
-                     for path in ("LesionDetect.py", "LesionDetectModuleLib/reviewPanel.py"))
+                     for path in ("LesionDetect.py", "LesionDetectModuleLib/reviewPanel.py",
+                                  "LesionDetectModuleLib/comparePanel.py"))
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     assert used <= set(widgets), f"widgets used but not in the .ui: {used - set(widgets)}"
     bound = {prop[0].text for widget in root.iter("widget") for prop in widget.findall("property")
              if prop.get("name") == "SlicerParameterName"}
-    assert bound == {"inputVolume", "threshold", "minimumLesionSizeMm3", "device", "showIn3D"}
+    assert bound == {"inputVolume", "threshold", "minimumLesionSizeMm3", "device", "showIn3D", "priorVolume"}
     parameters = (REPO / "LesionDetect" / "LesionDetectModuleLib" / "parameters.py").read_text(encoding="utf-8")
     declared = parameters[parameters.index("class LesionDetectParameterNode:"):]
     assert all(re.search(rf"^    {name}: ", declared, re.MULTILINE) for name in bound)

@@ -1,5 +1,5 @@
-"""The module's logic tests (`LesionDetectModuleLib.logicTests`, also run by the module's self-test inside Slicer),
-here on real MRML from slicer-core."""
+"""The module's logic tests (`LesionDetectModuleLib.logicTests` and `.compareTests`, also run by the module's
+self-test inside Slicer), here on real MRML from slicer-core."""
 
 from __future__ import annotations
 
@@ -30,10 +30,24 @@ def logicTestNames() -> list[str]:
     ]
 
 
+def compareTestNames() -> list[str]:
+    return [
+        "test_new_lesion_found_and_the_prior_shown_aligned_under_its_transform",
+        "test_refused_or_damaged_comparison_changes_nothing",
+    ]
+
+
 @pytest.mark.parametrize("name", logicTestNames())
 def test_logic(slicer, name):
-    logicTests = importlib.import_module("LesionDetectModuleLib.logicTests")
-    case = logicTests.LesionDetectLogicTest(name)
+    runCase(slicer, importlib.import_module("LesionDetectModuleLib.logicTests").LesionDetectLogicTest(name))
+
+
+@pytest.mark.parametrize("name", compareTestNames())
+def test_compare_with_prior(slicer, name):
+    runCase(slicer, importlib.import_module("LesionDetectModuleLib.compareTests").CompareWithPriorTest(name))
+
+
+def runCase(slicer, case) -> None:
     result = case.defaultTestResult()
     case.run(result)
     problems = [text for _, text in result.failures + result.errors]
@@ -45,5 +59,8 @@ def test_every_logic_test_is_run_here(slicer):
     import unittest
 
     logicTests = importlib.import_module("LesionDetectModuleLib.logicTests")
+    compareTests = importlib.import_module("LesionDetectModuleLib.compareTests")
     assert sorted(logicTestNames()) == sorted(unittest.defaultTestLoader.getTestCaseNames(
         logicTests.LesionDetectLogicTest))
+    assert sorted(compareTestNames()) == sorted(unittest.defaultTestLoader.getTestCaseNames(
+        compareTests.CompareWithPriorTest))

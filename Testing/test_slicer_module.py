@@ -77,8 +77,10 @@ def test_self_test_entry_runs_the_shared_logic_tests(slicer, lesionDetect, monke
     import unittest
 
     logicTests = importlib.import_module("LesionDetectModuleLib.logicTests")
-    names = unittest.defaultTestLoader.getTestCaseNames(logicTests.LesionDetectLogicTest)
-    assert [test.id().rsplit(".", 1)[1] for test in logicTests.slicerSelfTestSuite()] == list(names)
+    compareTests = importlib.import_module("LesionDetectModuleLib.compareTests")
+    names = [*unittest.defaultTestLoader.getTestCaseNames(logicTests.LesionDetectLogicTest),
+             *unittest.defaultTestLoader.getTestCaseNames(compareTests.CompareWithPriorTest)]
+    assert [test.id().rsplit(".", 1)[1] for test in logicTests.slicerSelfTestSuite()] == names
     monkeypatch.setattr(logicTests, "slicerSelfTestSuite", lambda: unittest.TestSuite(
         [logicTests.LesionDetectLogicTest("test_unusable_inputs_are_refused_before_anything_runs")]))
     lesionDetect.LesionDetectTest().runTest()
@@ -298,6 +300,59 @@ def test_panel_shows_the_failure_and_the_warnings(slicer, panel, caplog):
     assert warning in caplog.messages  # shown by warningDisplay (only logged without a main window)
 
 
+def test_panel_has_the_compare_with_prior_controls():
+    from xml.etree import ElementTree
+
+    root = ElementTree.parse(MODULE_FOLDER / "Resources" / "UI" / "LesionDetect.ui").getroot()
+    widgets = {widget.get("name"): widget for widget in root.iter("widget")}
+    assert widgets["priorVolumeSelector"].get("class") == "qMRMLNodeComboBox"
+    assert widgets["compareButton"].get("class") == "QPushButton"
+    assert widgets["changeSummaryLabel"].get("class") == "QLabel"
+    parameter = widgets["priorVolumeSelector"].find("property[@name='SlicerParameterName']/string").text
+    assert parameter == "priorVolume"
+    columns = [column.find("property/string").text for column in widgets["resultsTable"].iter("column")]
+    assert columns[-1] == "Change"
+    assert "priorVolumeSelector" in [connection.findtext("receiver") for connection in root.iter("connection")]
+
+
+def test_panel_compares_with_the_prior_and_shows_the_changes_or_the_refusal(slicer, panel, caplog):
+    compareTests = importlib.import_module("LesionDetectModuleLib.compareTests")
+    case = compareTests.CompareWithPriorTest("test_refused_or_damaged_comparison_changes_nothing")
+    current, prior, _ = case.makeFollowUp()
+    ui = panel.ui
+    ui.inputVolumeSelector.setCurrentNode(current)
+    assert not ui.compareButton.enabled  # no prior chosen yet
+    ui.priorVolumeSelector.setCurrentNode(prior)
+    assert ui.compareButton.enabled and panel.logic.getParameterNode().priorVolume is prior
+    ui.compareButton.click()
+    assert ui.applyButton.text == "Cancel" and not ui.compareButton.enabled and not ui.priorVolumeSelector.enabled
+    waitUntilIdle(slicer, panel.logic)
+    assert ui.applyButton.text == "Detect lesions" and ui.compareButton.enabled
+    assert "compare" in panel.logic.processRunner.commands[-1]
+    changes = sorted(ui.resultsTable.item(row, 5).text() for row in range(ui.resultsTable.rowCount()))
+    assert changes == ["new", "stable", "stable"]
+    assert ui.changeSummaryLabel.text.startswith("Since the prior scan: 1 new, 0 enlarging, 2 stable, 0 shrinking, "
+                                                 "0 resolved.")
+    assert ui.statusLabel.text.startswith("3 lesion(s) found")
+    transform = prior.GetParentTransformNode()
+    assert transform.GetName() == "Prior MR to Follow-up MR"
+    assert transform.GetTransformNodeID() == current.GetTransformNodeID()
+
+    other = slicer.util.addVolumeFromArray(compareTests.headVoxels((compareTests.NEW,), (0.9, 0.15, 0.6),
+                                                                   (12.0, 19.0, 10.0)), name="Other MR")
+    ui.priorVolumeSelector.setCurrentNode(other)
+    with caplog.at_level(logging.ERROR):
+        ui.compareButton.click()
+        waitUntilIdle(slicer, panel.logic)
+    assert ui.statusLabel.text == "Not compared: the comparison refused these scans; nothing was changed."
+    assert any(m.startswith("The prior scan was not compared") and "do not align" in m for m in caplog.messages)
+    assert other.GetTransformNodeID() is None and prior.GetParentTransformNode() is transform
+    assert ui.changeSummaryLabel.text.startswith("Since the prior scan: 1 new")  # the earlier comparison's results
+    ui.inputVolumeSelector.setCurrentNode(prior)  # a volume without a comparison's results: no summary
+    assert ui.changeSummaryLabel.text == ""
+    assert temporaryLeftovers(slicer) == []
+
+
 def test_panel_lists_models_and_applies_the_chosen_models_threshold(slicer, panel):
     model = types.SimpleNamespace(name="ms-flair", version="1.0", modality="MR", description="MS lesions on FLAIR",
                                   threshold=0.35)
@@ -350,6 +405,20 @@ def test_readme_console_example_runs_as_written(slicer, panel, capsys):
     np.testing.assert_allclose([float(v) for v in match.group(1).split(",")], world[0], atol=1e-3)
     command = panel.logic.processRunner.commands[-1]
     assert command[command.index("--model") + 1] == "ms-flair-lesions"
+
+
+def test_readme_compare_example_runs_as_written(slicer, panel, capsys):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"\*\*Compare from the Python console:\*\*\s+```python\n(.*?)```", readme, re.DOTALL).group(1)
+    compareTests = importlib.import_module("LesionDetectModuleLib.compareTests")
+    current, prior, _ = compareTests.CompareWithPriorTest("test_refused_or_damaged_comparison_changes_nothing").makeFollowUp()
+    current.SetName("current")
+    prior.SetName("prior")
+    exec(compile(example, "README.md", "exec"), {"slicer": slicer})
+    assert capsys.readouterr().out == ("{'new': 1, 'enlarging': 0, 'stable': 2, 'shrinking': 0, 'resolved': 0, "
+                                       "'outside': 0}\n")
+    command = panel.logic.processRunner.commands[-1]
+    assert "compare" in command and command[command.index("--model") + 1] == "ms-flair-lesions"
 
 
 def readme_review_example() -> str:

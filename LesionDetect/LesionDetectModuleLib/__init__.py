@@ -10,10 +10,12 @@
 - `review`: the reader's review stored in those nodes (status, comment, origin), review order, export;
 - `addedLesion`: a lesion the reader added at a point, merged into those nodes;
 - `measurements`: each lesion measured again from its segment after an edit;
+- `comparison`: a follow-up comparison's files → the current results with their change, the prior's transform;
 - `logic`: `LesionDetectLogic`, the scriptable entry point;
-- `modelChoice`, `resultsView`, `reviewPanel`: the panel's model list, results table and review controls;
-- `logicTests`, `testRunners`, `intensityModel`: the logic tests that run in pytest and in Slicer's self-test
-  alike, the runner they use and the stand-in model it runs.
+- `modelChoice`, `resultsView`, `reviewPanel`, `comparePanel`: the panel's model list, results table, review
+  controls and *Compare with prior* controls;
+- `logicTests`, `compareTests`, `testRunners`, `intensityModel`: the logic tests that run in pytest and in
+  Slicer's self-test alike, the runner they use and the stand-in model it runs.
 
 Importing the package makes LesionDetectLib importable: an installed extension has it beside the module, a source
 checkout one folder above the module folder.

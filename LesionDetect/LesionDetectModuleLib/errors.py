@@ -21,5 +21,9 @@ class DetectionFailedError(DetectionError):
     """The detection process reported an error or crashed."""
 
 
+class ComparisonRefusedError(DetectionError):
+    """The comparison refused the two scans (they do not align, or their lesions were found differently)."""
+
+
 class DetectionCancelledError(DetectionError):
     """The run was cancelled."""

@@ -5,12 +5,18 @@ Run as ``python intensityModel.py INPUT.nrrd OUTPUT_FOLDER [--warning TEXT] [--h
 [--drop-last-segment] [--add-at R A S]`` (``--add-at``: as ``add-lesion``, the library's own local outline of the
 lesion at that point, or no file when nothing is there); it prints ``--progress jsonl`` lines like the real command. It needs LesionDetectLib only
 (no slicer, no torch), so it runs in a plain Python or ``PythonSlicer`` process.
+
+``python intensityModel.py compare PRIOR CURRENT -o OUTPUT …`` stands in for the model of ``compare`` only: it
+writes each scan's bright regions as a label image beside OUTPUT and runs the library's real ``compare`` (the
+same registration, matching and outputs) with them as ``--prior-lesions`` and ``--current-lesions``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import numpy as np
@@ -57,7 +63,27 @@ def writeOutputs(inputPath: str, outputFolder: str, dropLastSegment: bool = Fals
     return len(lesions)
 
 
+def compareWithIntensityLesions(arguments: list[str]) -> None:
+    """``compare PRIOR CURRENT -o OUTPUT …`` with the scans' bright regions as their lesions; exits the process."""
+    import SimpleITK as sitk
+
+    from LesionDetectLib import cli
+    from LesionDetectLib.io import read_volume
+
+    prior, current, output = arguments[0], arguments[1], arguments[arguments.index("-o") + 1]
+    labels = []
+    for side, path in (("prior", prior), ("current", current)):
+        volume = read_volume(path)
+        labels.append(os.path.join(os.path.dirname(os.path.abspath(output)), f"{side}-intensity-lesions.nrrd"))
+        mask = volume.with_array((intensityProbability(volume) > 0.5).astype(np.uint8))
+        sitk.WriteImage(mask.to_sitk(), labels[-1])
+    sys.argv = ["lesiondetect", "compare", *arguments, "--prior-lesions", labels[0], "--current-lesions", labels[1]]
+    cli.run_command()
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["compare"]:
+        compareWithIntensityLesions(sys.argv[2:])
     parser = argparse.ArgumentParser()
     parser.add_argument("input")
     parser.add_argument("output")

@@ -3,6 +3,7 @@
 One run: input volume node → temporary NRRD written by Slicer's own volume writer (`slicer.util.exportNode`, no
 compression, the node's storage is left untouched) → ``PythonSlicer -m LesionDetectLib detect … --progress jsonl``
 through the injected `ProcessRunner` → ``<stem>.seg.nrrd``, ``.mrk.json``, ``.lesions.csv`` → nodes (`results`).
+A follow-up (`compareWithPrior`) runs ``compare PRIOR CURRENT`` the same way and loads its files (`comparison`).
 torch and MONAI are never imported in Slicer's process: only the child process uses them.
 """
 
@@ -24,10 +25,17 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
 from LesionDetectLib.review import ACCEPTED
 
-from . import addedLesion, dependencies, library, measurements, results, review
-from .errors import DetectionCancelledError, DetectionError, DetectionFailedError, MissingDependenciesError
+from . import addedLesion, comparison, dependencies, library, measurements, results, review
+from .comparison import ComparisonNodes
+from .errors import (
+    ComparisonRefusedError,
+    DetectionCancelledError,
+    DetectionError,
+    DetectionFailedError,
+    MissingDependenciesError,
+)
 from .parameters import DetectionOptions, LesionDetectParameterNode
-from .protocol import CANCELLED_EXIT_CODE, ProgressEvent, errorMessage, parseProgressLine
+from .protocol import CANCELLED_EXIT_CODE, REFUSED_EXIT_CODE, ProgressEvent, errorMessage, parseProgressLine
 from .results import DetectionNodes
 from .runner import ProcessRunner, SubprocessRunner
 
@@ -40,14 +48,17 @@ VOLUME_FILE_FORMAT = "NRRD (.nrrd)"
 
 @dataclass
 class RunOutcome:
-    """How a run ended: result nodes (with the detection's warnings), an error message, or cancelled; for
-    `addLesionAt`, the added lesion's label (None: nothing lesion-like there)."""
+    """How a run ended: result nodes (with the detection's warnings), an error message (``refused``: the comparison
+    refused the scans), or cancelled; for `addLesionAt`, the added lesion's label (None: nothing lesion-like there);
+    for `compareWithPrior`, what the comparison put into the scene."""
 
     nodes: DetectionNodes | None = None
     error: str | None = None
     cancelled: bool = False
     warnings: list[str] = field(default_factory=list)
     addedLabel: str | None = None
+    refused: bool = False
+    comparison: ComparisonNodes | None = None
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -174,6 +185,42 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
             return None
         return self._wait(run).addedLabel
 
+    def compareWithPrior(self, volumeNode, priorVolumeNode, options: DetectionOptions | None = None, *,
+                         waitForCompletion: bool = True, progressCallback: ProgressCallback | None = None,
+                         completionCallback: CompletionCallback | None = None,
+                         **optionValues) -> ComparisonNodes | None:
+        """Follow-up: what is new, enlarging, stable, shrinking or resolved in ``volumeNode`` since
+        ``priorVolumeNode`` (``lesiondetect compare``, both scans detected with ``options`` as for `process`).
+
+        The current volume's results are replaced by the comparison's (with a ``change`` column; new lesions in their
+        own colour), the registration becomes a linear transform node under the current volume's parent transform,
+        and the prior volume is put under it, so it shows aligned and can be adjusted. Returns `ComparisonNodes`
+        (results, transform, summary counts). A refusal (scans that do not align) raises `ComparisonRefusedError`
+        and changes nothing; with ``waitForCompletion=False`` the outcome says ``refused``."""
+        options = dataclasses.replace(options or DetectionOptions(), **optionValues)
+        if priorVolumeNode is None:
+            raise DetectionError("Select the prior scan to compare with first.")
+        self.checkInputVolume(priorVolumeNode)
+        if priorVolumeNode is volumeNode:
+            raise DetectionError("Choose a prior scan other than the current one.")
+
+        def command(folder: str) -> list[str]:
+            prior, current = (self.writeInput(node, folder, stem) for node, stem in
+                              ((priorVolumeNode, "prior"), (volumeNode, comparison.CURRENT_STEM)))
+            return [*self.libraryCommand(), "compare", prior, current, "-o", os.path.join(folder, OUTPUT_FOLDER),
+                    "--progress", "jsonl", "--quiet", *options.commandArguments()]
+
+        def load(outputFolder: str) -> RunOutcome:
+            if priorVolumeNode.GetScene() is None:
+                return RunOutcome(error="The prior volume was removed from the scene during the comparison.")
+            loaded = comparison.loadComparison(outputFolder, volumeNode, priorVolumeNode, options.showIn3D)
+            return RunOutcome(nodes=loaded.nodes, comparison=loaded)
+
+        run = self._start(volumeNode, command, load, progressCallback, completionCallback)
+        if not waitForCompletion:
+            return None
+        return self._wait(run).comparison
+
     @staticmethod
     def localPoint(volumeNode, rasPoint) -> list[float]:
         """``rasPoint`` (world) in the volume's own RAS, without its parent transforms (the files' coordinates)."""
@@ -213,15 +260,17 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         self.processRunner.wait()
         if run.outcome.cancelled:
             raise DetectionCancelledError("Lesion detection was cancelled.")
+        if run.outcome.refused:
+            raise ComparisonRefusedError(run.outcome.error)
         if run.outcome.error:
             raise DetectionFailedError(run.outcome.error)
         return run.outcome
 
     @staticmethod
-    def writeInput(volumeNode, folder: str) -> str:
+    def writeInput(volumeNode, folder: str, stem: str = INPUT_STEM) -> str:
         """The volume as an uncompressed NRRD in its own IJK→RAS (``world=False``; see `results` for transforms),
         written through a temporary copy: the node keeps its own storage node and file name."""
-        path = os.path.join(folder, f"{INPUT_STEM}.nrrd")
+        path = os.path.join(folder, f"{stem}.nrrd")
         if not slicer.util.exportNode(volumeNode, path, {"useCompression": 0, "fileFormat": VOLUME_FILE_FORMAT},
                                       world=False):
             raise DetectionError(f"Could not write the volume '{volumeNode.GetName()}' to {folder}.")
@@ -274,7 +323,8 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
         if run.cancelRequested or exitCode == CANCELLED_EXIT_CODE:
             return RunOutcome(cancelled=True)
         if exitCode != 0:
-            return RunOutcome(error=errorMessage(run.errorEvent, list(run.stderrTail), exitCode))
+            return RunOutcome(error=errorMessage(run.errorEvent, list(run.stderrTail), exitCode),
+                              refused=exitCode == REFUSED_EXIT_CODE)
         if run.volumeNode.GetScene() is None:
             return RunOutcome(error="The input volume was removed from the scene during the detection.")
         run.report(ProgressEvent("load", 1.0, "creating segmentation, points and table"))

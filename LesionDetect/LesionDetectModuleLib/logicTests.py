@@ -482,4 +482,8 @@ def truncate(fileName: str):
 
 
 def slicerSelfTestSuite() -> unittest.TestSuite:
-    return unittest.defaultTestLoader.loadTestsFromTestCase(LesionDetectLogicTest)
+    """These tests and those of *Compare with prior* (`compareTests`)."""
+    from .compareTests import CompareWithPriorTest
+
+    load = unittest.defaultTestLoader.loadTestsFromTestCase
+    return unittest.TestSuite([*load(LesionDetectLogicTest), *load(CompareWithPriorTest)])

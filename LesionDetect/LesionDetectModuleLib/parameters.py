@@ -58,9 +58,11 @@ class DetectionOptions:
 
 @parameterNodeWrapper
 class LesionDetectParameterNode:
-    """The panel's state: ``inputVolume`` and the `DetectionOptions` fields, under the same names."""
+    """The panel's state: ``inputVolume``, the `DetectionOptions` fields, under the same names, and ``priorVolume``
+    (the scan *Compare with prior* compares the input with)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
+    priorVolume: vtkMRMLScalarVolumeNode
     model: str = ""
     threshold: Annotated[float, WithinRange(0.01, 0.99)] = 0.5
     minimumLesionSizeMm3: Annotated[float, WithinRange(0.0, 1.0e6)] = 0.0

@@ -11,15 +11,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from LesionDetectLib.cli import ERROR_PREFIX
-from LesionDetectLib.errors import CancelledError
+from LesionDetectLib.errors import CancelledError, ComparisonError
 
 CANCELLED_EXIT_CODE = CancelledError.exit_code
+REFUSED_EXIT_CODE = ComparisonError.exit_code
+"""``compare`` refused the scans: they do not align, or their lesions were found with different settings."""
+STAGE_TITLES = {
+    "read": "Reading the volume", "load_model": "Loading the model", "preprocess": "Preparing the image",
+    "inference": "Running the model", "postprocess": "Measuring lesions", "write": "Writing results",
+    "done": "Detection finished", "load": "Loading results", "error": "Failed", "detect": "Detecting lesions",
+    "register": "Aligning the prior scan", "match": "Matching lesions",
+}
+"""What the panel's status line calls each stage."""
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
     """One ``--progress jsonl`` line: ``stage`` is read|load_model|preprocess|inference|postprocess|write|warning|
-    done|error; the module adds ``load`` while it builds the nodes."""
+    done|error, and for ``compare`` also detect|register|match; the module adds ``load`` while it builds the nodes."""
 
     stage: str
     fraction: float

@@ -167,13 +167,13 @@ def _adopt(nodes: DetectionNodes, volumeNode) -> None:
         node.SetName(f"{volumeNode.GetName()} {NAME_SUFFIXES[role]}")
         node.SetAttribute(INPUT_VOLUME_ATTRIBUTE, volumeNode.GetID())
         node.SetAttribute(ROLE_ATTRIBUTE, role)
-        _detachStorage(node)
+        detachStorage(node)
         if role != "table":
             node.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
         shNode.SetItemParent(shNode.GetItemByDataNode(node), parentItem)
 
 
-def _detachStorage(node) -> None:
+def detachStorage(node) -> None:
     """Forget the temporary file the node was read from (it is deleted); saving the scene writes a new one."""
     storageNode = node.GetStorageNode()
     if storageNode is not None:

@@ -1,5 +1,5 @@
-"""The panel's results table: one row per lesion (label, confidence, volume, diameter, review status); a row names
-its point."""
+"""The panel's results table: one row per lesion (label, confidence, volume, diameter, review status and, for a
+comparison's results, the change since the prior scan); a row names its point."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _number(value, digits: int) -> str:
 
 
 class ResultsView:
-    """Shows a run's `DetectionNodes` in ``tableWidget`` (a QTableWidget with five columns)."""
+    """Shows a run's `DetectionNodes` in ``tableWidget`` (a QTableWidget with six columns)."""
 
     def __init__(self, tableWidget) -> None:
         self.tableWidget = tableWidget
@@ -29,7 +29,7 @@ class ResultsView:
         self.tableWidget.setRowCount(len(rows))
         for rowIndex, row in enumerate(rows):
             cells = (row["label"], _number(row["confidence_max"], 2), _number(row["volume_mm3"], 1),
-                     _number(row["longest_axial_diameter_mm"], 1), row["status"])
+                     _number(row["longest_axial_diameter_mm"], 1), row["status"], row.get("change", ""))
             for columnIndex, text in enumerate(cells):
                 self.tableWidget.setItem(rowIndex, columnIndex, qt.QTableWidgetItem(text))
         return len(rows)

@@ -14,7 +14,8 @@ INTENSITY_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inte
 
 class IntensityModelRunner(SubprocessRunner):
     """Runs ``<python> intensityModel.py INPUT OUTPUT *arguments`` in a real process instead of ``detect`` (or of
-    ``add-lesion``, passing its point as ``--add-at``; other commands run unchanged), with the command's own Python, input, output folder and
+    ``add-lesion``, passing its point as ``--add-at``; ``compare`` runs as ``intensityModel.py compare …``, the
+    real comparison of the stand-in model's lesions; other commands run unchanged), with the command's own Python, input, output folder and
     environment; ``damage(outputFolder)`` runs before the logic is told the process finished."""
 
     def __init__(self, *arguments: str, damage: Callable[[str], None] | None = None) -> None:
@@ -25,18 +26,21 @@ class IntensityModelRunner(SubprocessRunner):
     def start(self, command: Sequence[str], environment: dict[str, str] | None, onStdoutLine: LineCallback,
               onStderrLine: LineCallback, onFinished: FinishedCallback) -> None:
         self.commands.append(list(command))
-        if "detect" not in command and "add-lesion" not in command:  # another subcommand runs as it is
-            super().start(command, environment, onStdoutLine, onStderrLine, onFinished)
+        if "compare" not in command and "detect" not in command and "add-lesion" not in command:
+            super().start(command, environment, onStdoutLine, onStderrLine, onFinished)  # runs as it is
             return
-        subcommand = "add-lesion" if "add-lesion" in command else "detect"
-        inputPath, outputFolder = command[command.index(subcommand) + 1], command[command.index("-o") + 1]
-        point = command[command.index("--at") + 1:command.index("--at") + 4] if subcommand == "add-lesion" else []
+        outputFolder = command[command.index("-o") + 1]
 
         def finished(exitCode: int) -> None:
             if self.damage is not None and exitCode == 0:
                 self.damage(outputFolder)
             onFinished(exitCode)
 
-        super().start([command[0], INTENSITY_MODEL, inputPath, outputFolder, *self.arguments,
-                       *(["--add-at", *point] if point else [])], environment,
-                      onStdoutLine, onStderrLine, finished)
+        if "compare" in command:  # the real compare, with the stand-in model's lesions
+            standIn = [INTENSITY_MODEL, *command[command.index("compare"):]]
+        else:
+            subcommand = "add-lesion" if "add-lesion" in command else "detect"
+            at = command.index("--at") + 1 if subcommand == "add-lesion" else 0
+            standIn = [INTENSITY_MODEL, command[command.index(subcommand) + 1], outputFolder, *self.arguments,
+                       *(["--add-at", *command[at:at + 3]] if at else [])]
+        super().start([command[0], *standIn], environment, onStdoutLine, onStderrLine, finished)
