@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -97,33 +97,89 @@ def from_probability(
     highest probability reaches ``threshold`` and whose volume reaches ``min_volume_mm3``: the threshold decides
     which regions are lesions, the outline threshold how far each extends (hysteresis thresholding).
     """
+    whole = tuple(slice(0, n) for n in probability.shape)
+    return from_regions([(whole, probability)], volume, threshold, min_volume_mm3, max_lesions, measure_surfaces,
+                        outline_threshold)
+
+
+Box = tuple[slice, slice, slice]  # ``[k, j, i]`` slices of the input grid
+
+
+@dataclass(frozen=True)
+class _Region:
+    """One thresholded connected region: its tight box on the input grid and its voxels inside that box."""
+
+    box: Box
+    mask: np.ndarray
+    confidence: tuple[float, float]
+    centroid_lps: Triple
+
+    @property
+    def order_key(self) -> tuple[float, int, tuple[int, ...]]:
+        """Most confident first, then largest, then first in raster order (``[k, j, i]``)."""
+        first = np.unravel_index(int(np.argmax(self.mask)), self.mask.shape)
+        return (-self.confidence[0], -int(self.mask.sum()), tuple(int(f) + b.start for f, b in zip(first, self.box)))
+
+
+def from_regions(
+    regions,
+    volume: Volume,
+    threshold: float,
+    min_volume_mm3: float = 0.0,
+    max_lesions: int | None = None,
+    measure_surfaces: bool = True,
+    outline_threshold: float | None = None,
+) -> tuple[list[Lesion], np.ndarray]:
+    """`from_probability` given the probability only inside boxes: ``regions`` yields ``(box, probability in box)``.
+
+    Each box must hold every thresholded region that touches it whole, and boxes must not overlap (what
+    `lesion_boxes.candidate_boxes` gives); outside them the probability is taken to be below the outline threshold.
+    """
+    outline_threshold = effective_outline_threshold(threshold, outline_threshold)
+    min_voxels = int(math.ceil(min_volume_mm3 / volume.voxel_volume_mm3 - 1e-9)) if min_volume_mm3 > 0 else 0
+    found = [region for box, probability in regions
+             for region in _regions_in_box(probability, volume, box, outline_threshold, min_voxels)]
+    confident = [region for region in found if region.confidence[0] >= np.float32(threshold)]  # as the mask compares
+    order = sorted(confident, key=lambda region: region.order_key)[:max_lesions]
+    label_map = np.zeros(volume.array.shape, dtype=np.uint16)
+    for new_id, region in enumerate(order, start=1):
+        label_map[region.box][region.mask] = new_id
+    lesions = [_measure(new_id, region, label_map, volume, measure_surfaces) for new_id, region in enumerate(order, 1)]
+    return lesions, label_map
+
+
+def box_volume(volume: Volume, box: Box, array: np.ndarray) -> Volume:
+    """``array`` (the shape of ``box``) as a volume on the part of ``volume``'s grid that ``box`` covers."""
+    start_ijk = [box[2].start, box[1].start, box[0].start]
+    origin = tuple(float(v) for v in apply_affine(volume.ijk_to_lps(), start_ijk))
+    return replace(volume, array=array, origin=origin)
+
+
+def _regions_in_box(probability: np.ndarray, volume: Volume, box: Box, outline_threshold: float,
+                    min_voxels: int) -> list[_Region]:
+    """The 26-connected regions of ``probability ≥ outline_threshold`` in ``box`` with at least ``min_voxels``."""
     import SimpleITK as sitk
 
-    outline_threshold = effective_outline_threshold(threshold, outline_threshold)
     probability = probability.astype(np.float32, copy=False)
-    mask = volume.with_array((probability >= outline_threshold).view(np.uint8)).to_sitk()
-    components = sitk.ConnectedComponent(mask, True)
-    min_voxels = int(math.ceil(min_volume_mm3 / volume.voxel_volume_mm3 - 1e-9)) if min_volume_mm3 > 0 else 0
-    components = sitk.RelabelComponent(components, minimumObjectSize=min_voxels, sortByObjectSize=True)
+    mask = (probability >= outline_threshold).view(np.uint8)
+    if not mask.any():
+        return []
+    components = sitk.ConnectedComponent(box_volume(volume, box, mask).to_sitk(), True)
     shapes = sitk.LabelShapeStatisticsImageFilter()
     shapes.Execute(components)
-    old_labels = sitk.GetArrayViewFromImage(components)
-    boxes = {label: _bounding_box_kji(shapes, label) for label in shapes.GetLabels() if label != 0}
-    confidence = {  # work in each lesion's bounding box only: cheap on a big scan with small lesions
-        label: _max_and_mean(probability[box][old_labels[box] == label]) for label, box in boxes.items()
-    }
-    confident = [label for label in boxes if confidence[label][0] >= np.float32(threshold)]  # as the mask compares
-    order = sorted(confident, key=lambda label: (-confidence[label][0], -shapes.GetNumberOfPixels(label), label))
-    order = order[:max_lesions]
-    label_map = np.zeros(probability.shape, dtype=np.uint16)
-    for new_id, label in enumerate(order, start=1):
-        box = boxes[label]
-        label_map[box][old_labels[box] == label] = new_id
-    lesions = [
-        _measure(new_id, label_map, volume, shapes, label, confidence[label], measure_surfaces)
-        for new_id, label in enumerate(order, start=1)
-    ]
-    return lesions, label_map
+    labels = sitk.GetArrayViewFromImage(components)
+    regions = []
+    for label in shapes.GetLabels():
+        if shapes.GetNumberOfPixels(label) < min_voxels:
+            continue
+        local = _bounding_box_kji(shapes, label)
+        voxels = labels[local] == label
+        regions.append(_Region(
+            box=tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, local)),
+            mask=voxels, confidence=_max_and_mean(probability[local][voxels]),
+            centroid_lps=tuple(float(v) for v in shapes.GetCentroid(label)),
+        ))
+    return regions
 
 
 def effective_outline_threshold(threshold: float, outline_threshold: float | None) -> float:
@@ -131,7 +187,7 @@ def effective_outline_threshold(threshold: float, outline_threshold: float | Non
     return threshold if outline_threshold is None else min(outline_threshold, threshold)
 
 
-def _bounding_box_kji(shapes, label: int) -> tuple[slice, slice, slice]:
+def _bounding_box_kji(shapes, label: int) -> Box:
     """The ``[k, j, i]`` slices of a label's bounding box in a ``LabelShapeStatisticsImageFilter``."""
     i, j, k, size_i, size_j, size_k = shapes.GetBoundingBox(label)
     return slice(k, k + size_k), slice(j, j + size_j), slice(i, i + size_i)
@@ -141,15 +197,12 @@ def _max_and_mean(values: np.ndarray) -> tuple[float, float]:
     return float(values.max()), float(values.mean(dtype=np.float64))
 
 
-def _measure(new_id, label_map, volume, shapes, label, confidence: tuple[float, float], measure_surfaces) -> Lesion:
-    start_i, start_j, start_k, size_i, size_j, size_k = shapes.GetBoundingBox(label)
-    bbox_min = (start_i, start_j, start_k)
-    bbox_max = (start_i + size_i - 1, start_j + size_j - 1, start_k + size_k - 1)
-    count = int(shapes.GetNumberOfPixels(label))
+def _measure(new_id: int, region: _Region, label_map: np.ndarray, volume: Volume, measure_surfaces: bool) -> Lesion:
+    bbox_min = tuple(int(region.box[axis].start) for axis in (2, 1, 0))
+    bbox_max = tuple(int(region.box[axis].stop) - 1 for axis in (2, 1, 0))
+    count = int(region.mask.sum())
     volume_mm3 = count * volume.voxel_volume_mm3
-    centroid_lps = tuple(float(v) for v in shapes.GetCentroid(label))
-    centroid_ijk = tuple(float(v) for v in apply_affine(np.linalg.inv(volume.ijk_to_lps()), centroid_lps))
-    crop = label_map[_bounding_box_kji(shapes, label)] == new_id
+    centroid_ijk = tuple(float(v) for v in apply_affine(np.linalg.inv(volume.ijk_to_lps()), region.centroid_lps))
     area, sphericity = (None, None)
     if measure_surfaces:
         from .surface import lesion_mesh, mesh_measures
@@ -157,16 +210,16 @@ def _measure(new_id, label_map, volume, shapes, label, confidence: tuple[float, 
         area, sphericity = mesh_measures(lesion_mesh(label_map, volume, new_id, bbox_min, bbox_max), volume_mm3)
     return Lesion(
         id=new_id,
-        confidence_max=confidence[0],
-        confidence_mean=confidence[1],
+        confidence_max=region.confidence[0],
+        confidence_mean=region.confidence[1],
         voxel_count=count,
         volume_mm3=float(volume_mm3),
         centroid_ijk=centroid_ijk,
-        centroid_lps=centroid_lps,
+        centroid_lps=region.centroid_lps,
         bbox_ijk_min=bbox_min,
         bbox_ijk_max=bbox_max,
         equivalent_diameter_mm=float((6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0)),
-        longest_axial_diameter_mm=longest_axial_diameter(crop, bbox_min, volume),
+        longest_axial_diameter_mm=longest_axial_diameter(region.mask, bbox_min, volume),
         surface_area_mm2=area,
         sphericity=sphericity,
     )
