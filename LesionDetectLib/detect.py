@@ -47,7 +47,7 @@ def detect(
     ``threshold`` decides which regions are lesions (their highest probability reaches it) and
     ``outline_threshold`` how far each extends; the outline threshold is never above the threshold.
     """
-    from . import infer, lesions, preprocess
+    from . import infer, lesion_boxes, lesions, preprocess
 
     model = load_model(model) if not isinstance(model, Model) else model
     validate_volume(volume, source=volume.name)
@@ -79,12 +79,11 @@ def detect(
         on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"), warn=warn,
         flip_axes=spec.flip_axes,
     )
-    progress("postprocess", 0.85, "probabilities onto the input grid")
-    probability = preprocess.to_input_grid(model_probability, model_input.grid, volume)
-    del model_probability, model_input  # free the model-grid arrays before full-resolution post-processing
-    progress("postprocess", 0.87, "connected components and measurements")
-    found, label_map = lesions.from_probability(
-        probability, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
+    progress("postprocess", 0.85, "connected components and measurements")
+    grid = model_input.grid
+    del model_input  # free the model-grid image and masks before post-processing
+    found, label_map = lesion_boxes.find_lesions(
+        model_probability, grid, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
     )
     settings = {
         "threshold": threshold, "outline_threshold": outline_threshold, "min_volume_mm3": min_volume_mm3,
@@ -92,6 +91,7 @@ def detect(
         "device": device, "model": model.name, "model_version": spec.version,
     }
     return DetectionResult(
-        volume=volume, lesions=found, label_map=label_map, probability=probability,
+        volume=volume, lesions=found, label_map=label_map,
+        probability=lambda: preprocess.to_input_grid(model_probability, grid, volume),
         threshold=threshold, model_name=model.name, settings=settings, warnings=warnings,
     )

@@ -111,6 +111,7 @@ class _Region:
 
     box: Box
     mask: np.ndarray
+    count: int
     confidence: tuple[float, float]
     centroid_lps: Triple
 
@@ -118,7 +119,7 @@ class _Region:
     def order_key(self) -> tuple[float, int, tuple[int, ...]]:
         """Most confident first, then largest, then first in raster order (``[k, j, i]``)."""
         first = np.unravel_index(int(np.argmax(self.mask)), self.mask.shape)
-        return (-self.confidence[0], -int(self.mask.sum()), tuple(int(f) + b.start for f, b in zip(first, self.box)))
+        return (-self.confidence[0], -self.count, tuple(int(f) + b.start for f, b in zip(first, self.box)))
 
 
 def from_regions(
@@ -166,6 +167,7 @@ def _regions_in_box(probability: np.ndarray, volume: Volume, box: Box, outline_t
         return []
     components = sitk.ConnectedComponent(box_volume(volume, box, mask).to_sitk(), True)
     shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.ComputePerimeterOff()  # (on by default; not used)
     shapes.Execute(components)
     labels = sitk.GetArrayViewFromImage(components)
     regions = []
@@ -176,7 +178,7 @@ def _regions_in_box(probability: np.ndarray, volume: Volume, box: Box, outline_t
         voxels = labels[local] == label
         regions.append(_Region(
             box=tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, local)),
-            mask=voxels, confidence=_max_and_mean(probability[local][voxels]),
+            mask=voxels, count=int(shapes.GetNumberOfPixels(label)), confidence=_max_and_mean(probability[local][voxels]),
             centroid_lps=tuple(float(v) for v in shapes.GetCentroid(label)),
         ))
     return regions
@@ -200,8 +202,7 @@ def _max_and_mean(values: np.ndarray) -> tuple[float, float]:
 def _measure(new_id: int, region: _Region, label_map: np.ndarray, volume: Volume, measure_surfaces: bool) -> Lesion:
     bbox_min = tuple(int(region.box[axis].start) for axis in (2, 1, 0))
     bbox_max = tuple(int(region.box[axis].stop) - 1 for axis in (2, 1, 0))
-    count = int(region.mask.sum())
-    volume_mm3 = count * volume.voxel_volume_mm3
+    volume_mm3 = region.count * volume.voxel_volume_mm3
     centroid_ijk = tuple(float(v) for v in apply_affine(np.linalg.inv(volume.ijk_to_lps()), region.centroid_lps))
     area, sphericity = (None, None)
     if measure_surfaces:
@@ -212,7 +213,7 @@ def _measure(new_id: int, region: _Region, label_map: np.ndarray, volume: Volume
         id=new_id,
         confidence_max=region.confidence[0],
         confidence_mean=region.confidence[1],
-        voxel_count=count,
+        voxel_count=region.count,
         volume_mm3=float(volume_mm3),
         centroid_ijk=centroid_ijk,
         centroid_lps=region.centroid_lps,
@@ -237,18 +238,25 @@ def longest_axial_diameter(crop_kji: np.ndarray, bbox_min: tuple[int, int, int],
     physical coordinates (the superior component is dropped), as a radiologist measures on axial slices.
     """
     axis_kji = 2 - axial_axis(volume)
+    stack = np.moveaxis(crop_kji, axis_kji, 0)  # (axial slices, rows, columns): the other two axes in order
+    filled = stack.any(axis=2)
+    first = stack.argmax(axis=2)
+    last = stack.shape[2] - 1 - stack[:, :, ::-1].argmax(axis=2)
     matrix = volume.ijk_to_lps()
     longest = 0.0
-    for index in range(crop_kji.shape[axis_kji]):
-        plane = np.take(crop_kji, index, axis=axis_kji)
-        rows = np.flatnonzero(plane.any(axis=1))
-        if rows.size == 0:
-            continue
-        first = plane[rows].argmax(axis=1)
-        last = plane.shape[1] - 1 - plane[rows, ::-1].argmax(axis=1)
-        edge_2d = np.concatenate([np.stack([rows, first], 1), np.stack([rows, last], 1)])
+    for index in np.flatnonzero(filled.any(axis=1)):
+        rows = np.flatnonzero(filled[index])
+        edge_2d = np.concatenate([np.stack([rows, first[index, rows]], 1), np.stack([rows, last[index, rows]], 1)])
         kji = np.insert(edge_2d, axis_kji, index, axis=1) + np.array(bbox_min[::-1])
-        points = apply_affine(matrix, kji[:, ::-1].astype(float))[:, :2]
-        differences = points[:, None, :] - points[None, :, :]
-        longest = max(longest, float(np.sqrt((differences**2).sum(-1)).max()))
+        longest = max(longest, _farthest_pair_distance(apply_affine(matrix, kji[:, ::-1].astype(float))[:, :2]))
     return longest
+
+
+def _farthest_pair_distance(points: np.ndarray) -> float:
+    """The largest distance between two of ``points`` (N, 2): found from a Gram matrix of the centred points,
+    then measured exactly between that pair."""
+    centred = points - points.mean(axis=0)
+    squares = (centred**2).sum(axis=1)
+    first, second = np.unravel_index(int(np.argmax(squares[:, None] + squares[None, :] - 2 * centred @ centred.T)),
+                                     (len(points), len(points)))
+    return float(np.hypot(*(points[first] - points[second])))
