@@ -20,6 +20,8 @@ from .lesions import Box, Lesion, from_regions
 from .preprocess import Grid, grid_image, resample_onto
 from .volume import LPS_TO_RAS, Volume
 
+MAX_BOXES = 2000  # more candidate regions than this: one box, the whole volume (merging compares every pair)
+
 
 def find_lesions(
     model_probability: np.ndarray,
@@ -51,11 +53,14 @@ def probability_in_box(model_image, volume: Volume, box: Box) -> np.ndarray:
 def candidate_boxes(model_probability: np.ndarray, grid: Grid, volume: Volume, outline_threshold: float,
                     threshold: float) -> list[Box]:
     """Disjoint ``[k, j, i]`` boxes of the input grid holding every region that can be a lesion (module docstring)."""
+    whole = [tuple(slice(0, n) for n in volume.array.shape)]
     if outline_threshold <= 0:  # every voxel passes: one region, the whole volume
-        return [tuple(slice(0, n) for n in volume.array.shape)]
+        return whole
     groups = _model_grid_components(model_probability, outline_threshold)
     if not groups:
         return []
+    if len(groups) > MAX_BOXES:
+        return whole
     model_to_input = np.linalg.inv(volume.ijk_to_lps()) @ _grid_index_to_lps(grid)
     shape_ijk = np.array(volume.shape_ijk)
     low, high, peak = [], [], []
