@@ -65,7 +65,8 @@ def test_boxes_are_disjoint_and_skip_regions_below_the_threshold():
     full = to_input_grid(probability, grid, volume)
     assert (full >= 0.5)[~kept].sum() > 0  # the weak region lies outside the box ...
     assert np.all((full >= 0.9) <= kept)  # ... and every voxel of the lesion inside it
-    many = candidate_boxes(blobs_on_grid(grid.size, 3, count=30), grid, volume, 0.3, 0.3)
+    many = candidate_boxes(blobs_on_grid(grid.size, 0, count=10), grid, volume, 0.7, 0.7)
+    assert len(many) > 3
     for index, first in enumerate(many):
         for second in many[index + 1:]:
             assert any(a.stop <= b.start or b.stop <= a.start for a, b in zip(first, second))
@@ -84,10 +85,10 @@ def test_nothing_above_the_outline_threshold_gives_no_box_and_a_zero_threshold_t
 def test_too_many_candidate_regions_give_the_whole_volume(monkeypatch):
     volume = make_volume((30, 44, 40), direction=oblique_direction(), lesions=())
     grid = model_grid(volume, (2.0, 2.0, 2.0))
-    probability = blobs_on_grid(grid.size, 3, count=30)
-    assert len(candidate_boxes(probability, grid, volume, 0.3, 0.3)) > 1
+    probability = blobs_on_grid(grid.size, 0, count=10)
+    assert len(candidate_boxes(probability, grid, volume, 0.7, 0.7)) > 1
     monkeypatch.setattr("LesionDetectLib.lesion_boxes.MAX_BOXES", 1)
-    assert candidate_boxes(probability, grid, volume, 0.3, 0.3) == [(slice(0, 30), slice(0, 44), slice(0, 40))]
+    assert candidate_boxes(probability, grid, volume, 0.7, 0.7) == [(slice(0, 30), slice(0, 44), slice(0, 40))]
 
 
 def test_the_probability_of_a_result_is_computed_once_when_first_read():
