@@ -206,9 +206,9 @@ def _measure(new_id: int, region: _Region, label_map: np.ndarray, volume: Volume
     centroid_ijk = tuple(float(v) for v in apply_affine(np.linalg.inv(volume.ijk_to_lps()), region.centroid_lps))
     area, sphericity = (None, None)
     if measure_surfaces:
-        from .surface import lesion_mesh, mesh_measures
+        from .surface import lesion_surface_measures
 
-        area, sphericity = mesh_measures(lesion_mesh(label_map, volume, new_id, bbox_min, bbox_max), volume_mm3)
+        area, sphericity = lesion_surface_measures(label_map, volume, new_id, bbox_min, bbox_max, volume_mm3)
     return Lesion(
         id=new_id,
         confidence_max=region.confidence[0],
