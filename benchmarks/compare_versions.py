@@ -47,13 +47,13 @@ MAX_CENTROID_MM = 1.0
 
 def worker(request: dict) -> dict:
     """In a fresh process with the version's package first on the path: warm-up run, then one timed run."""
-    from LesionDetectLib import detect, load_model, read_volume
     import LesionDetectLib
+    from LesionDetectLib import detect, load_model, read_volume
 
     model = load_model(request["model"])
     weights = Path(LesionDetectLib.__file__).parent / "models" / request["model"] / "weights.pt"
     seconds = {}
-    for run in ("warm-up", "timed"):
+    for _ in ("warm-up", "timed"):
         started = time.perf_counter()
         volume = read_volume(request["path"])
         read = time.perf_counter()
