@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,6 +64,7 @@ def worker(request: dict) -> dict:
         seconds = {"read": read - started, "detect": detected - read, "write": time.perf_counter() - detected,
                    "total": time.perf_counter() - started}
     return {"seconds": seconds, "lesions": len(result.lesions), "package": LesionDetectLib.__file__,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
             "model_version": model.spec.version,
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None}
 
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {label} / {version} (run {repeat + 1}/{args.repeats}): {result}", file=sys.stderr, flush=True)
     print(f"{cpu_model()}, {os.cpu_count()} cores, device {args.device}, base {args.base}, "
           f"median of {args.repeats} interleaved fresh-process warm runs; load average {os.getloadavg()}")
-    print(f"{'input':30s} {'model':18s} {'old s':>7s} {'new s':>7s} {'old/new':>8s}  stages old → new (read, detect, write)")
+    print(f"{'input':30s} {'model':18s} {'old s':>7s} {'new s':>7s} {'old/new':>8s}  stages old → new (read, detect, "
+          "write); peak GiB old → new")
     failed = False
     for label, _, model in cases:
         old, new = ([r for r in results[label, v] if "error" not in r] for v in ("old", "new"))
@@ -187,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                   for v, runs in (("old", old), ("new", new))}
         stages = ", ".join(f"{median['old'][k]:.2f} → {median['new'][k]:.2f}" for k in ("read", "detect", "write"))
         print(f"{label:30s} {model:18s} {median['old']['total']:7.2f} {median['new']['total']:7.2f} "
-              f"{median['old']['total'] / median['new']['total']:7.2f}x  {stages}")
+              f"{median['old']['total'] / median['new']['total']:7.2f}x  {stages}; "
+              f"{max(r['peak_rss_gib'] for r in old):.2f} → {max(r['peak_rss_gib'] for r in new):.2f}")
         pinned = (old[-1]["model_version"], old[-1]["weights_sha256"]) == (new[-1]["model_version"], new[-1]["weights_sha256"])
         report = agreement(OUT / "old" / slug(label), OUT / "new" / slug(label))
         columns = ", ".join(f"{c} {d:.2g}" for c, d in report["columns"].items())
