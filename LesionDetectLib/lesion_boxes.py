@@ -16,7 +16,7 @@ from itertools import product
 
 import numpy as np
 
-from .lesions import Box, Lesion, from_regions
+from .lesions import Box, Lesion, from_probability
 from .preprocess import Grid, grid_image, resample_onto
 from .volume import LPS_TO_RAS, Volume
 
@@ -39,7 +39,7 @@ def find_lesions(
     image = grid_image(model_probability, grid)
     regions = ((box, probability_in_box(image, volume, box))
                for box in candidate_boxes(model_probability, grid, volume, outline, threshold))
-    return from_regions(regions, volume, threshold, min_volume_mm3, max_lesions, measure_surfaces, outline)
+    return from_probability(regions, volume, threshold, min_volume_mm3, max_lesions, measure_surfaces, outline)
 
 
 def probability_in_box(model_image, volume: Volume, box: Box) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -82,26 +83,6 @@ TABLE_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
-def from_probability(
-    probability: np.ndarray,
-    volume: Volume,
-    threshold: float,
-    min_volume_mm3: float = 0.0,
-    max_lesions: int | None = None,
-    measure_surfaces: bool = True,
-    outline_threshold: float | None = None,
-) -> tuple[list[Lesion], np.ndarray]:
-    """Lesions (sorted by confidence) and their label map ``[k, j, i]`` (lesion n has value n).
-
-    A lesion is a 26-connected region of probability ≥ ``outline_threshold`` (default: ``threshold``) whose
-    highest probability reaches ``threshold`` and whose volume reaches ``min_volume_mm3``: the threshold decides
-    which regions are lesions, the outline threshold how far each extends (hysteresis thresholding).
-    """
-    whole = tuple(slice(0, n) for n in probability.shape)
-    return from_regions([(whole, probability)], volume, threshold, min_volume_mm3, max_lesions, measure_surfaces,
-                        outline_threshold)
-
-
 Box = tuple[slice, slice, slice]  # ``[k, j, i]`` slices of the input grid
 
 
@@ -122,8 +103,8 @@ class _Region:
         return (-self.confidence[0], -self.count, tuple(int(f) + b.start for f, b in zip(first, self.box)))
 
 
-def from_regions(
-    regions,
+def from_probability(
+    probability: np.ndarray | Iterable[tuple[Box, np.ndarray]],
     volume: Volume,
     threshold: float,
     min_volume_mm3: float = 0.0,
@@ -131,15 +112,22 @@ def from_regions(
     measure_surfaces: bool = True,
     outline_threshold: float | None = None,
 ) -> tuple[list[Lesion], np.ndarray]:
-    """`from_probability` given the probability only inside boxes: ``regions`` yields ``(box, probability in box)``.
+    """Lesions (sorted by confidence) and their label map ``[k, j, i]`` (lesion n has value n).
 
-    Each box must hold every thresholded region that touches it whole, and boxes must not overlap (what
-    `lesion_boxes.candidate_boxes` gives); outside them the probability is taken to be below the outline threshold.
+    A lesion is a 26-connected region of probability ≥ ``outline_threshold`` (default: ``threshold``) whose
+    highest probability reaches ``threshold`` and whose volume reaches ``min_volume_mm3``: the threshold decides
+    which regions are lesions, the outline threshold how far each extends (hysteresis thresholding).
+
+    ``probability`` is the map on the input grid, or ``(box, probability in box)`` pairs: then each box must hold
+    every thresholded region that touches it whole, boxes must not overlap (what `lesion_boxes.candidate_boxes`
+    gives), and outside them the probability is taken to be below the outline threshold.
     """
+    if isinstance(probability, np.ndarray):
+        probability = [(tuple(slice(0, n) for n in probability.shape), probability)]
     outline_threshold = effective_outline_threshold(threshold, outline_threshold)
     min_voxels = int(math.ceil(min_volume_mm3 / volume.voxel_volume_mm3 - 1e-9)) if min_volume_mm3 > 0 else 0
-    found = [region for box, probability in regions
-             for region in _regions_in_box(probability, volume, box, outline_threshold, min_voxels)]
+    found = [region for box, values in probability
+             for region in _regions_in_box(values, volume, box, outline_threshold, min_voxels)]
     confident = [region for region in found if region.confidence[0] >= np.float32(threshold)]  # as the mask compares
     order = sorted(confident, key=lambda region: region.order_key)[:max_lesions]
     label_map = np.zeros(volume.array.shape, dtype=np.uint16)
