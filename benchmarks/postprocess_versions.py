@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # this working tree's package, not an installed one
 
 
 def model_grid_probability(path: Path, model_name: str):
