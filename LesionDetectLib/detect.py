@@ -50,7 +50,7 @@ def detect(
     ``threshold`` decides which regions are lesions (their highest probability reaches it) and
     ``outline_threshold`` how far each extends; the outline threshold is never above the threshold.
     """
-    from . import infer, lesions, preprocess
+    from . import infer, lesion_boxes, lesions, preprocess
 
     model = load_model(model) if not isinstance(model, Model) else model
     channels, volume = align_channels(volume, model.spec.needed_channels)
@@ -77,9 +77,16 @@ def detect(
         from .monai_bundle.inference import bundle_probability
 
         progress("inference", 0.15, f"MONAI bundle {spec.network['name']} on {device}")
-        probability, boxes = bundle_probability(model, channels, threshold, device, overlap, batch_size)
+        bundle_map, boxes = bundle_probability(model, channels, threshold, device, overlap, batch_size)
         if boxes is not None:
             warn("a box detector: each lesion's segment is its box, not an outline")
+        progress("postprocess", 0.87, "connected components and measurements")
+        found, label_map = lesions.from_probability(
+            bundle_map, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
+        )
+
+        def probability():
+            return bundle_map
     else:
         progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
         model_input = model_input_of(channels, spec)
@@ -90,19 +97,22 @@ def detect(
             on_progress=lambda done: progress("inference", 0.15 + 0.7 * done, "sliding window"), warn=warn,
             flip_axes=spec.flip_axes,
         )
-        progress("postprocess", 0.85, "probabilities onto the input grid")
-        probability = preprocess.to_input_grid(model_probability, model_input.grid, volume)
-        del model_probability, model_input  # free the model-grid arrays before full-resolution post-processing
-    progress("postprocess", 0.87, "connected components and measurements")
-    found, label_map = lesions.from_probability(
-        probability, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
-    )
+        progress("postprocess", 0.85, "connected components and measurements")
+        grid = model_input.grid
+        del model_input  # free the model-grid image and masks before post-processing
+        found, label_map = lesion_boxes.find_lesions(
+            model_probability, grid, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
+        )
+
+        def probability():
+            return preprocess.to_input_grid(model_probability, grid, volume)
     settings = {
         "threshold": threshold, "outline_threshold": outline_threshold, "min_volume_mm3": min_volume_mm3,
         "max_lesions": max_lesions,
         "device": device, "model": model.name, "model_version": spec.version,
     }
     return DetectionResult(
-        volume=volume, lesions=found, label_map=label_map, probability=probability,
+        volume=volume, lesions=found, label_map=label_map,
+        probability=probability,
         threshold=threshold, model_name=model.name, settings=settings, warnings=warnings,
     )

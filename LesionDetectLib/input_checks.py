@@ -29,10 +29,11 @@ def _check_grid(volume: Volume):
     """``volume`` as a float SimpleITK image, shrunk to at most about ``MAX_CHECK_VOXELS``, on an axis-aligned grid."""
     import SimpleITK as sitk
 
-    image = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
+    image = volume.to_sitk()
     factor = math.ceil((volume.array.size / MAX_CHECK_VOXELS) ** (1 / 3))
-    if factor > 1:
+    if factor > 1:  # shrink first, in the input's own type (block means of integers rounded), then convert
         image = sitk.BinShrink(image, [factor] * 3)
+    image = sitk.Cast(image, sitk.sitkFloat32)
     image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))  # only voxel counts matter here, and
     image.SetOrigin((0.0, 0.0, 0.0))  # JoinSeries needs the slices of an oblique grid to share one plane
     return image

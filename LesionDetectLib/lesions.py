@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -82,8 +83,28 @@ TABLE_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
+Box = tuple[slice, slice, slice]  # ``[k, j, i]`` slices of the input grid
+
+
+@dataclass(frozen=True)
+class _Region:
+    """One thresholded connected region: its tight box on the input grid and its voxels inside that box."""
+
+    box: Box
+    mask: np.ndarray
+    count: int
+    confidence: tuple[float, float]
+    centroid_lps: Triple
+
+    @property
+    def order_key(self) -> tuple[float, int, tuple[int, ...]]:
+        """Most confident first, then largest, then first in raster order (``[k, j, i]``)."""
+        first = np.unravel_index(int(np.argmax(self.mask)), self.mask.shape)
+        return (-self.confidence[0], -self.count, tuple(int(f) + b.start for f, b in zip(first, self.box)))
+
+
 def from_probability(
-    probability: np.ndarray,
+    probability: np.ndarray | Iterable[tuple[Box, np.ndarray]],
     volume: Volume,
     threshold: float,
     min_volume_mm3: float = 0.0,
@@ -96,34 +117,59 @@ def from_probability(
     A lesion is a 26-connected region of probability ≥ ``outline_threshold`` (default: ``threshold``) whose
     highest probability reaches ``threshold`` and whose volume reaches ``min_volume_mm3``: the threshold decides
     which regions are lesions, the outline threshold how far each extends (hysteresis thresholding).
+
+    ``probability`` is the map on the input grid, or ``(box, probability in box)`` pairs: then each box must hold
+    every thresholded region that touches it whole, boxes must not overlap (what `lesion_boxes.candidate_boxes`
+    gives), and outside them the probability is taken to be below the outline threshold.
     """
+    if isinstance(probability, np.ndarray):
+        probability = [(tuple(slice(0, n) for n in probability.shape), probability)]
+    outline_threshold = effective_outline_threshold(threshold, outline_threshold)
+    min_voxels = int(math.ceil(min_volume_mm3 / volume.voxel_volume_mm3 - 1e-9)) if min_volume_mm3 > 0 else 0
+    found = [region for box, values in probability
+             for region in _regions_in_box(values, volume, box, outline_threshold, min_voxels)]
+    confident = [region for region in found if region.confidence[0] >= np.float32(threshold)]  # as the mask compares
+    order = sorted(confident, key=lambda region: region.order_key)[:max_lesions]
+    label_map = np.zeros(volume.array.shape, dtype=np.uint16)
+    for new_id, region in enumerate(order, start=1):
+        label_map[region.box][region.mask] = new_id
+    lesions = [_measure(new_id, region, label_map, volume, measure_surfaces) for new_id, region in enumerate(order, 1)]
+    return lesions, label_map
+
+
+def box_volume(volume: Volume, box: Box, array: np.ndarray) -> Volume:
+    """``array`` (the shape of ``box``) as a volume on the part of ``volume``'s grid that ``box`` covers."""
+    start_ijk = [box[2].start, box[1].start, box[0].start]
+    origin = tuple(float(v) for v in apply_affine(volume.ijk_to_lps(), start_ijk))
+    return replace(volume, array=array, origin=origin)
+
+
+def _regions_in_box(probability: np.ndarray, volume: Volume, box: Box, outline_threshold: float,
+                    min_voxels: int) -> list[_Region]:
+    """The 26-connected regions of ``probability ≥ outline_threshold`` in ``box`` with at least ``min_voxels``."""
     import SimpleITK as sitk
 
-    outline_threshold = effective_outline_threshold(threshold, outline_threshold)
     probability = probability.astype(np.float32, copy=False)
-    mask = volume.with_array((probability >= outline_threshold).view(np.uint8)).to_sitk()
-    components = sitk.ConnectedComponent(mask, True)
-    min_voxels = int(math.ceil(min_volume_mm3 / volume.voxel_volume_mm3 - 1e-9)) if min_volume_mm3 > 0 else 0
-    components = sitk.RelabelComponent(components, minimumObjectSize=min_voxels, sortByObjectSize=True)
+    mask = (probability >= outline_threshold).view(np.uint8)
+    if not mask.any():
+        return []
+    components = sitk.ConnectedComponent(box_volume(volume, box, mask).to_sitk(), True)
     shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.ComputePerimeterOff()  # (on by default; not used)
     shapes.Execute(components)
-    old_labels = sitk.GetArrayViewFromImage(components)
-    boxes = {label: _bounding_box_kji(shapes, label) for label in shapes.GetLabels() if label != 0}
-    confidence = {  # work in each lesion's bounding box only: cheap on a big scan with small lesions
-        label: _max_and_mean(probability[box][old_labels[box] == label]) for label, box in boxes.items()
-    }
-    confident = [label for label in boxes if confidence[label][0] >= np.float32(threshold)]  # as the mask compares
-    order = sorted(confident, key=lambda label: (-confidence[label][0], -shapes.GetNumberOfPixels(label), label))
-    order = order[:max_lesions]
-    label_map = np.zeros(probability.shape, dtype=np.uint16)
-    for new_id, label in enumerate(order, start=1):
-        box = boxes[label]
-        label_map[box][old_labels[box] == label] = new_id
-    lesions = [
-        _measure(new_id, label_map, volume, shapes, label, confidence[label], measure_surfaces)
-        for new_id, label in enumerate(order, start=1)
-    ]
-    return lesions, label_map
+    labels = sitk.GetArrayViewFromImage(components)
+    regions = []
+    for label in shapes.GetLabels():
+        if shapes.GetNumberOfPixels(label) < min_voxels:
+            continue
+        local = _bounding_box_kji(shapes, label)
+        voxels = labels[local] == label
+        regions.append(_Region(
+            box=tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, local)),
+            mask=voxels, count=int(shapes.GetNumberOfPixels(label)), confidence=_max_and_mean(probability[local][voxels]),
+            centroid_lps=tuple(float(v) for v in shapes.GetCentroid(label)),
+        ))
+    return regions
 
 
 def effective_outline_threshold(threshold: float, outline_threshold: float | None) -> float:
@@ -131,7 +177,7 @@ def effective_outline_threshold(threshold: float, outline_threshold: float | Non
     return threshold if outline_threshold is None else min(outline_threshold, threshold)
 
 
-def _bounding_box_kji(shapes, label: int) -> tuple[slice, slice, slice]:
+def _bounding_box_kji(shapes, label: int) -> Box:
     """The ``[k, j, i]`` slices of a label's bounding box in a ``LabelShapeStatisticsImageFilter``."""
     i, j, k, size_i, size_j, size_k = shapes.GetBoundingBox(label)
     return slice(k, k + size_k), slice(j, j + size_j), slice(i, i + size_i)
@@ -141,32 +187,28 @@ def _max_and_mean(values: np.ndarray) -> tuple[float, float]:
     return float(values.max()), float(values.mean(dtype=np.float64))
 
 
-def _measure(new_id, label_map, volume, shapes, label, confidence: tuple[float, float], measure_surfaces) -> Lesion:
-    start_i, start_j, start_k, size_i, size_j, size_k = shapes.GetBoundingBox(label)
-    bbox_min = (start_i, start_j, start_k)
-    bbox_max = (start_i + size_i - 1, start_j + size_j - 1, start_k + size_k - 1)
-    count = int(shapes.GetNumberOfPixels(label))
-    volume_mm3 = count * volume.voxel_volume_mm3
-    centroid_lps = tuple(float(v) for v in shapes.GetCentroid(label))
-    centroid_ijk = tuple(float(v) for v in apply_affine(np.linalg.inv(volume.ijk_to_lps()), centroid_lps))
-    crop = label_map[_bounding_box_kji(shapes, label)] == new_id
+def _measure(new_id: int, region: _Region, label_map: np.ndarray, volume: Volume, measure_surfaces: bool) -> Lesion:
+    bbox_min = tuple(int(region.box[axis].start) for axis in (2, 1, 0))
+    bbox_max = tuple(int(region.box[axis].stop) - 1 for axis in (2, 1, 0))
+    volume_mm3 = region.count * volume.voxel_volume_mm3
+    centroid_ijk = tuple(float(v) for v in apply_affine(np.linalg.inv(volume.ijk_to_lps()), region.centroid_lps))
     area, sphericity = (None, None)
     if measure_surfaces:
-        from .surface import lesion_mesh, mesh_measures
+        from .surface import lesion_surface_measures
 
-        area, sphericity = mesh_measures(lesion_mesh(label_map, volume, new_id, bbox_min, bbox_max), volume_mm3)
+        area, sphericity = lesion_surface_measures(label_map, volume, new_id, bbox_min, bbox_max, volume_mm3)
     return Lesion(
         id=new_id,
-        confidence_max=confidence[0],
-        confidence_mean=confidence[1],
-        voxel_count=count,
+        confidence_max=region.confidence[0],
+        confidence_mean=region.confidence[1],
+        voxel_count=region.count,
         volume_mm3=float(volume_mm3),
         centroid_ijk=centroid_ijk,
-        centroid_lps=centroid_lps,
+        centroid_lps=region.centroid_lps,
         bbox_ijk_min=bbox_min,
         bbox_ijk_max=bbox_max,
         equivalent_diameter_mm=float((6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0)),
-        longest_axial_diameter_mm=longest_axial_diameter(crop, bbox_min, volume),
+        longest_axial_diameter_mm=longest_axial_diameter(region.mask, bbox_min, volume),
         surface_area_mm2=area,
         sphericity=sphericity,
     )
@@ -184,18 +226,25 @@ def longest_axial_diameter(crop_kji: np.ndarray, bbox_min: tuple[int, int, int],
     physical coordinates (the superior component is dropped), as a radiologist measures on axial slices.
     """
     axis_kji = 2 - axial_axis(volume)
+    stack = np.moveaxis(crop_kji, axis_kji, 0)  # (axial slices, rows, columns): the other two axes in order
+    filled = stack.any(axis=2)
+    first = stack.argmax(axis=2)
+    last = stack.shape[2] - 1 - stack[:, :, ::-1].argmax(axis=2)
     matrix = volume.ijk_to_lps()
     longest = 0.0
-    for index in range(crop_kji.shape[axis_kji]):
-        plane = np.take(crop_kji, index, axis=axis_kji)
-        rows = np.flatnonzero(plane.any(axis=1))
-        if rows.size == 0:
-            continue
-        first = plane[rows].argmax(axis=1)
-        last = plane.shape[1] - 1 - plane[rows, ::-1].argmax(axis=1)
-        edge_2d = np.concatenate([np.stack([rows, first], 1), np.stack([rows, last], 1)])
+    for index in np.flatnonzero(filled.any(axis=1)):
+        rows = np.flatnonzero(filled[index])
+        edge_2d = np.concatenate([np.stack([rows, first[index, rows]], 1), np.stack([rows, last[index, rows]], 1)])
         kji = np.insert(edge_2d, axis_kji, index, axis=1) + np.array(bbox_min[::-1])
-        points = apply_affine(matrix, kji[:, ::-1].astype(float))[:, :2]
-        differences = points[:, None, :] - points[None, :, :]
-        longest = max(longest, float(np.sqrt((differences**2).sum(-1)).max()))
+        longest = max(longest, _farthest_pair_distance(apply_affine(matrix, kji[:, ::-1].astype(float))[:, :2]))
     return longest
+
+
+def _farthest_pair_distance(points: np.ndarray) -> float:
+    """The largest distance between two of ``points`` (N, 2): found from a Gram matrix of the centred points,
+    then measured exactly between that pair."""
+    centred = points - points.mean(axis=0)
+    squares = (centred**2).sum(axis=1)
+    first, second = np.unravel_index(int(np.argmax(squares[:, None] + squares[None, :] - 2 * centred @ centred.T)),
+                                     (len(points), len(points)))
+    return float(np.hypot(*(points[first] - points[second])))

@@ -70,17 +70,30 @@ def to_model_grid(volume: Volume, spacing, interpolate: str = "linear") -> tuple
 
 def to_input_grid(array_xyz: np.ndarray, grid: Grid, volume: Volume, interpolate: str = "linear") -> np.ndarray:
     """Resample a model-grid array ``[x, y, z]`` back onto the input's exact grid (``[k, j, i]`` float32)."""
+    return resample_onto(grid_image(array_xyz, grid), volume.shape_ijk, volume.origin, volume.spacing,
+                         volume.direction, interpolate)
+
+
+def grid_image(array_xyz: np.ndarray, grid: Grid):
+    """A model-grid array ``[x, y, z]`` as a float32 SimpleITK image on ``grid``."""
     import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(array_xyz.transpose(2, 1, 0), dtype=np.float32))
     image.SetSpacing(grid.spacing)
     image.SetOrigin(grid.origin)
     image.SetDirection(RAS_DIRECTION_IN_LPS.ravel().tolist())
+    return image
+
+
+def resample_onto(image, size_ijk, origin, spacing, direction, interpolate: str = "linear") -> np.ndarray:
+    """``image`` resampled onto the grid of ``size_ijk`` voxels with that geometry (LPS), as ``[k, j, i]`` float32
+    (0 outside ``image``), without building a reference image."""
+    import SimpleITK as sitk
+
     interpolator = sitk.sitkLinear if interpolate == "linear" else sitk.sitkNearestNeighbor
-    resampled = sitk.Resample(  # onto the input's geometry, without building a full-resolution reference image
-        image, [int(n) for n in volume.shape_ijk], sitk.Transform(), interpolator,
-        [float(o) for o in volume.origin], [float(s) for s in volume.spacing],
-        [float(d) for d in np.asarray(volume.direction).ravel()], 0.0, sitk.sitkFloat32,
+    resampled = sitk.Resample(
+        image, [int(n) for n in size_ijk], sitk.Transform(), interpolator, [float(o) for o in origin],
+        [float(s) for s in spacing], [float(d) for d in np.asarray(direction).ravel()], 0.0, sitk.sitkFloat32,
     )
     return sitk.GetArrayFromImage(resampled)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,14 +12,37 @@ from .lesions import Lesion
 from .volume import Volume
 
 
+class ComputedOnFirstUse:
+    """A dataclass field holding an array, or a function that makes it: called on first read, then kept."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.stored = f"_{name}"
+
+    def __get__(self, instance, owner=None) -> np.ndarray:
+        if instance is None:
+            raise AttributeError(self.stored)  # (tells `dataclass` that the field has no default)
+        value = getattr(instance, self.stored)
+        if callable(value):
+            value = value()
+            setattr(instance, self.stored, value)
+        return value
+
+    def __set__(self, instance, value: np.ndarray | Callable[[], np.ndarray]) -> None:
+        setattr(instance, self.stored, value)
+
+
 @dataclass(eq=False)
 class DetectionResult:
-    """Lesions found in ``volume``; arrays are ``[k, j, i]`` on the input's exact grid."""
+    """Lesions found in ``volume``; arrays are ``[k, j, i]`` on the input's exact grid.
+
+    ``probability`` may be given as a function that computes it: `detect` resamples the full-resolution map
+    only when something reads it (``save_probability``), since finding the lesions needs only their boxes.
+    """
 
     volume: Volume
     lesions: list[Lesion]
     label_map: np.ndarray
-    probability: np.ndarray
+    probability: np.ndarray = ComputedOnFirstUse()  # noqa: RUF009 (a descriptor, not a shared default)
     threshold: float
     model_name: str
     settings: dict[str, object] = field(default_factory=dict)

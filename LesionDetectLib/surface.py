@@ -34,8 +34,8 @@ def _signed_volume(mesh) -> float:
 
     points = vtk_to_numpy(mesh.GetPoints().GetData()).astype(np.float64)
     triangles = vtk_to_numpy(mesh.GetPolys().GetConnectivityArray()).reshape(-1, 3)
-    p0, p1, p2 = (points[triangles[:, n]] for n in range(3))
-    return float(np.einsum("ij,ij->i", p0, np.cross(p1, p2)).sum() / 6.0)
+    (x0, y0, z0), (x1, y1, z1), (x2, y2, z2) = (points[triangles[:, n]].T for n in range(3))
+    return float((x0 * (y1 * z2 - z1 * y2) + y0 * (z1 * x2 - x1 * z2) + z0 * (x1 * y2 - y1 * x2)).sum() / 6.0)
 
 
 def lesion_mesh(
@@ -50,10 +50,35 @@ def lesion_mesh(
     ``label_map`` is ``[k, j, i]`` on ``volume``'s grid; ``bbox_min``/``bbox_max`` are the lesion's inclusive
     ``(i, j, k)`` bounds (found from the label map when not given).
     """
+    from vtkmodules.vtkFiltersCore import vtkPolyDataNormals
+
+    mesh, outward = _smoothed_surface(label_map, volume, lesion_id, bbox_min, bbox_max)
+    # A mirroring IJK→LPS matrix (negative determinant) turns the triangles inside out: fix by the sign of
+    # the enclosed volume, whatever the contour filter's own convention is.
+    normals = vtkPolyDataNormals()
+    normals.SetInputData(mesh)
+    normals.SplittingOff()
+    normals.ConsistencyOn()
+    normals.AutoOrientNormalsOff()
+    normals.SetFlipNormals(not outward)  # also reverses the triangles' order
+    normals.ComputePointNormalsOn()
+    normals.ComputeCellNormalsOff()
+    normals.Update()
+    return normals.GetOutput()
+
+
+def lesion_surface_measures(label_map: np.ndarray, volume: Volume, lesion_id: int, bbox_min: tuple[int, int, int],
+                            bbox_max: tuple[int, int, int], volume_mm3: float) -> tuple[float, float]:
+    """`mesh_measures` of the lesion's `lesion_mesh`, without its normals (which change neither area nor volume)."""
+    return mesh_measures(_smoothed_surface(label_map, volume, lesion_id, bbox_min, bbox_max)[0], volume_mm3)
+
+
+def _smoothed_surface(label_map: np.ndarray, volume: Volume, lesion_id: int, bbox_min, bbox_max):
+    """`lesion_mesh` before its normals: (closed mesh, whether its triangles already face outward)."""
     from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
     from vtkmodules.vtkCommonCore import vtkPoints
     from vtkmodules.vtkCommonDataModel import vtkImageData
-    from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkTriangleFilter, vtkWindowedSincPolyDataFilter
+    from vtkmodules.vtkFiltersCore import vtkTriangleFilter, vtkWindowedSincPolyDataFilter
     from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
     if label_map.shape != volume.array.shape:
@@ -102,19 +127,7 @@ def lesion_mesh(
     if keep:
         mesh = smoother.GetOutput()
 
-    # A mirroring IJK→LPS matrix (negative determinant) turns the triangles inside out: fix by the sign of
-    # the enclosed volume, whatever the contour filter's own convention is.
-    outward = (smoothed_volume if keep else raw_volume) >= 0
-    normals = vtkPolyDataNormals()
-    normals.SetInputData(mesh)
-    normals.SplittingOff()
-    normals.ConsistencyOn()
-    normals.AutoOrientNormalsOff()
-    normals.SetFlipNormals(not outward)  # also reverses the triangles' order
-    normals.ComputePointNormalsOn()
-    normals.ComputeCellNormalsOff()
-    normals.Update()
-    return normals.GetOutput()
+    return mesh, (smoothed_volume if keep else raw_volume) >= 0
 
 
 def mesh_measures(polydata, volume_mm3: float) -> tuple[float, float]:

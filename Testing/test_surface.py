@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import oblique_direction
 
-from LesionDetectLib.surface import lesion_mesh, mesh_measures
+from LesionDetectLib.surface import lesion_mesh, lesion_surface_measures, mesh_measures
 from LesionDetectLib.volume import Volume
 
 SPACING = (0.8, 0.9, 1.5)
@@ -121,3 +121,15 @@ def test_tiny_lesions_keep_their_size(voxels):
     voxel_area = 2 * (SPACING[0] * SPACING[1] + SPACING[1] * SPACING[2] + SPACING[0] * SPACING[2])
     assert area > 0.25 * voxel_area * len(voxels) ** (2 / 3)
     assert 0 < sphericity <= 1.0
+
+
+@pytest.mark.parametrize("name", DIRECTIONS)
+def test_table_measures_without_normals_equal_those_of_the_written_mesh(name):
+    volume, label_map, _ = ball(DIRECTIONS[name])
+    k, j, i = np.nonzero(label_map == 1)
+    bbox_min, bbox_max = (i.min(), j.min(), k.min()), (i.max(), j.max(), k.max())
+    voxel_volume = float(label_map.sum()) * volume.voxel_volume_mm3
+    expected = mesh_measures(lesion_mesh(label_map, volume, 1), voxel_volume)
+    measured = lesion_surface_measures(label_map, volume, 1, bbox_min, bbox_max, voxel_volume)
+    assert measured == pytest.approx(expected, rel=1e-9)
+    assert 4 * math.pi * RADIUS**2 * 0.9 < measured[0] < 4 * math.pi * RADIUS**2 * 1.1

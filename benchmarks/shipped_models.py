@@ -82,9 +82,10 @@ class StageClock:
             self.enter(POSTPROCESS_STAGES.get(message, stage))
 
 
-POSTPROCESS_STAGES = {"probabilities onto the input grid": "resample back",
-                      "connected components and measurements": "lesions"}
-STAGES = ("read", "checks", "preprocess", "inference", "resample back", "lesions", "write")
+# "lesions" includes resampling each candidate lesion's box onto the input grid (`lesion_boxes`); until
+# 2026-12-02 the whole map was resampled first, in a stage of its own ("resample back")
+POSTPROCESS_STAGES = {"connected components and measurements": "lesions"}
+STAGES = ("read", "checks", "preprocess", "inference", "lesions", "write")
 
 
 def warm_stages(path: Path, model_name: str, device: str, repeats: int) -> dict[str, float]:
