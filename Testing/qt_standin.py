@@ -148,7 +148,12 @@ class qMRMLWidget(QWidget):
 
 
 class QLabel(QWidget):
-    pass
+    def __init__(self, text="", parent=None):
+        """QLabel(parent) or QLabel(text, parent), as in Qt."""
+        if not isinstance(text, str):
+            text, parent = "", text
+        super().__init__(parent)
+        self.text = text
 
 
 class QProgressBar(QWidget):

@@ -121,3 +121,89 @@ def test_channels_go_to_the_command_as_files_that_overlay_their_volumes(slicer, 
         np.testing.assert_array_equal(sitk.GetArrayFromImage(image), slicer.util.arrayFromVolume(node))
     waitUntilIdle(slicer, panel.logic)
     assert panel.ui.resultsTable.rowCount() == 2  # the detection on the main input went on as before
+
+
+class ImportAnsweringRunner:
+    """Answers ``models import`` as the library does for a bundle whose metadata names no lesion labels: exit 4
+    with the library's own message (`metadata.lesion_labels`), then success once --lesion-labels is given."""
+
+    isRunning = False
+
+    def __init__(self):
+        from LesionDetectLib.errors import ModelBundleError
+        from LesionDetectLib.monai_bundle.metadata import lesion_labels
+
+        self.commands = []
+        try:
+            lesion_labels({}, {"task": "segmentation", "activation": "sigmoid"}, None,
+                          {"0": "Tumor core", "1": "Whole tumor", "2": "Enhancing tumor"}, "brats.zip")
+        except ModelBundleError as error:
+            self.prompt, self.exitCode = str(error), error.exit_code
+
+    def start(self, command, environment, onStdoutLine, onStderrLine, onFinished):
+        self.commands.append(list(command))
+        if "--lesion-labels" in command:
+            onStdoutLine("imported into /models/brats")
+            onFinished(0)
+        else:
+            onStderrLine(f"lesiondetect: error: {self.prompt}")
+            onFinished(self.exitCode)
+
+    def wait(self):
+        pass
+
+
+def test_import_asks_for_the_lesion_labels_in_a_checkable_list_and_runs_again(slicer, panel, monkeypatch):
+    from qt_standin import QDialog, QFileDialog, qt
+
+    panel.logic.processRunner = ImportAnsweringRunner()
+    listed = []
+    panel.models.listModels = lambda: listed
+    offered = []
+
+    def checkWholeTumour(dialog):
+        listWidget = next(child for child in dialog.children() if isinstance(child, qt.QListWidget))
+        offered.extend(listWidget.item(row).text() for row in range(listWidget.count))
+        listWidget.item(1).setCheckState(qt.Qt.Checked)
+        listed.append(record("brats", "FLAIR", "T1", "T1c", "T2"))  # what the import installed
+        return QDialog.Accepted
+
+    QDialog.answer = checkWholeTumour
+    QFileDialog.answers.append("/data/brats.zip")
+    panel.ui.importModelFileButton.click()
+    assert QFileDialog.asked == [("file", "Import a model (.zip)", "Model bundles (*.zip)")]
+    assert offered == ["0: Tumor core", "1: Whole tumor", "2: Enhancing tumor"]
+    imports = [command[command.index("models"):] for command in panel.logic.processRunner.commands]
+    assert imports == [["models", "import", "/data/brats.zip"],
+                       ["models", "import", "/data/brats.zip", "--lesion-labels", "1"]]
+    assert panel.ui.statusLabel.text == "Model 'brats' imported."
+    assert panel.models.nameAt(panel.ui.modelComboBox.currentIndex) == "brats"
+    assert [row[0] for row in rows(panel)] == ["T1 volume:", "T1c volume:", "T2 volume:"]
+
+    QDialog.answer = lambda dialog: QDialog.Rejected  # cancelled: nothing imported, nothing run again
+    QFileDialog.answers.append("/data/other-bundle")
+    panel.ui.importModelFolderButton.click()
+    assert len(panel.logic.processRunner.commands) == 3
+    assert panel.ui.statusLabel.text == "Not imported: no lesion label was chosen."
+    QFileDialog.answers.append("")  # the file chooser cancelled: nothing runs
+    panel.ui.importModelFileButton.click()
+    assert len(panel.logic.processRunner.commands) == 3
+
+
+def test_a_failed_import_shows_the_librarys_message_through_the_real_process(slicer, lesionDetect, tmp_path,
+                                                                             isolated_models, caplog):
+    widget = slicer.util.getModuleWidget("LesionDetect")
+    notABundle = tmp_path / "notes"
+    notABundle.mkdir()
+    (notABundle / "readme.txt").write_text("no model here", encoding="utf-8")
+    with caplog.at_level(logging.ERROR):
+        widget.imports.importModel(str(notABundle))
+    assert widget.ui.statusLabel.text == "The model was not imported."
+    assert any(message.startswith("The model was not imported: ") and "notes" in message
+               for message in caplog.messages), caplog.messages
+    assert not isolated_models.exists() or list(isolated_models.iterdir()) == []
+
+
+def test_the_model_list_comes_from_the_library_process_with_each_models_channels(slicer, lesionDetect):
+    models = slicer.util.getModuleWidget("LesionDetect").models.models
+    assert models["ms-flair-lesions"].inputChannels == ("FLAIR",) and models["ct-tumours"].inputChannels == ("CT",)
