@@ -6,8 +6,10 @@ import pathlib
 
 import slicer
 from LesionDetectModuleLib import library
+from LesionDetectModuleLib.channelPanel import ChannelPanel
 from LesionDetectModuleLib.comparePanel import ComparePanel
 from LesionDetectModuleLib.errors import DetectionError
+from LesionDetectModuleLib.importPanel import ImportPanel
 from LesionDetectModuleLib.logic import LesionDetectLogic, RunOutcome
 from LesionDetectModuleLib.modelChoice import ModelChoice
 from LesionDetectModuleLib.protocol import STAGE_TITLES, ProgressEvent
@@ -90,9 +92,7 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        self.logic = self._parameterNode = self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -105,7 +105,7 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.results = ResultsView(self.ui.resultsTable)
         self.review = ReviewPanel(self.ui, self.logic, self.results, self.parent,
                                   lambda: self._parameterNode.detectionOptions())
-        self.compare = ComparePanel(self)
+        self.compare, self.channels, self.imports = ComparePanel(self), ChannelPanel(self), ImportPanel(self)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -167,9 +167,9 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Cancelling…"
             return
         parameters = self._parameterNode
-        self.startRun(lambda: self.logic.process(parameters.inputVolume, parameters.detectionOptions(),
-                                                 waitForCompletion=False, progressCallback=self.onProgress,
-                                                 completionCallback=self.onCompleted))
+        self.startRun(lambda: self.logic.process(
+            parameters.inputVolume, parameters.detectionOptions(), channelVolumes=self.channels.volumes(),
+            waitForCompletion=False, progressCallback=self.onProgress, completionCallback=self.onCompleted))
 
     def startRun(self, start) -> None:
         """``start()`` a run once the input is usable and the packages are there; problems go to the user."""
@@ -192,7 +192,8 @@ class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setVisible(running)
         self.ui.progressBar.value = 0
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.thresholdSliderWidget,
-                       self.ui.minimumSizeSpinBox, self.ui.deviceComboBox, self.ui.priorVolumeSelector):
+                       self.ui.minimumSizeSpinBox, self.ui.deviceComboBox, self.ui.priorVolumeSelector,
+                       self.ui.channelsWidget, self.ui.importModelWidget):
             widget.enabled = not running
         self.compare.refresh()
 

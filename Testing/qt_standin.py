@@ -126,6 +126,19 @@ class QWidget(QObject):
     def addWidget(self, widget):
         self._children.append(widget)
 
+    def addRow(self, labelText, field):
+        """QFormLayout::addRow(const QString&, QWidget*): the rows are (label text, field) pairs."""
+        self.__dict__.setdefault("formRows", []).append((labelText, field))
+        self._children.append(field)
+
+    def rowCount(self):
+        return len(self.__dict__.get("formRows", []))
+
+    def removeRow(self, row):
+        """QFormLayout::removeRow: the row's widgets are deleted."""
+        _, field = self.formRows.pop(row)
+        self._children.remove(field)
+
 
 class qMRMLWidget(QWidget):
     SIGNALS = ("mrmlSceneChanged",)
@@ -135,7 +148,12 @@ class qMRMLWidget(QWidget):
 
 
 class QLabel(QWidget):
-    pass
+    def __init__(self, text="", parent=None):
+        """QLabel(parent) or QLabel(text, parent), as in Qt."""
+        if not isinstance(text, str):
+            text, parent = "", text
+        super().__init__(parent)
+        self.text = text
 
 
 class QProgressBar(QWidget):
@@ -348,6 +366,100 @@ class ctkMessageBox(QWidget):
         pass
 
 
+class QDialog(QWidget):
+    """``exec_()`` hands the dialog to ``QDialog.answer`` (a test's function) and returns what it returns."""
+
+    Rejected, Accepted = 0, 1
+    answer = None
+    shown: list[QDialog] = []
+
+    def setWindowTitle(self, title):
+        self.windowTitle = title
+
+    def accept(self):
+        self.result = QDialog.Accepted
+
+    def reject(self):
+        self.result = QDialog.Rejected
+
+    def exec_(self):
+        QDialog.shown.append(self)
+        return QDialog.answer(self)
+
+
+class QVBoxLayout(QObject):
+    def __init__(self, parent=None):
+        super().__init__()
+        self.parent = parent
+
+    def addWidget(self, widget):
+        self.parent._children.append(widget)
+
+
+class QListWidgetItem:
+    def __init__(self, text=""):
+        self._text, self._flags, self._checkState = str(text), 0, None
+
+    def text(self):
+        return self._text
+
+    def flags(self):
+        return self._flags
+
+    def setFlags(self, flags):
+        self._flags = flags
+
+    def checkState(self):
+        return self._checkState
+
+    def setCheckState(self, state):
+        if not self._flags & qt.Qt.ItemIsUserCheckable:
+            raise AssertionError("the item is not checkable")
+        self._checkState = state
+
+
+class QListWidget(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._items = []
+
+    def addItem(self, item):
+        self._items.append(item)
+
+    def item(self, row):
+        return self._items[row] if 0 <= row < len(self._items) else None
+
+    @property
+    def count(self):
+        return len(self._items)
+
+
+class QDialogButtonBox(QWidget):
+    SIGNALS = ("accepted", "rejected")
+    Ok, Cancel = 0x400, 0x400000
+
+    def __init__(self, buttons=0, parent=None):
+        super().__init__(parent)
+        self.standardButtons = buttons
+
+
+class QFileDialog:
+    """The static file choosers answer with the next of ``answers`` ("" as the user's Cancel)."""
+
+    answers: list[str] = []
+    asked: list[tuple] = []
+
+    @staticmethod
+    def getOpenFileName(parent=None, caption="", directory="", filter=""):
+        QFileDialog.asked.append(("file", caption, filter))
+        return QFileDialog.answers.pop(0)
+
+    @staticmethod
+    def getExistingDirectory(parent=None, caption="", directory=""):
+        QFileDialog.asked.append(("folder", caption))
+        return QFileDialog.answers.pop(0)
+
+
 class QIcon:
     def __init__(self, path):
         self.path = path
@@ -372,11 +484,12 @@ class _QtModule(types.ModuleType):
 
 qt = _QtModule("qt")
 for _class in (QObject, QWidget, QLabel, QProgressBar, QPushButton, QCheckBox, QDoubleSpinBox, QComboBox,
-               QTableWidget, QTableWidgetItem, QTimer, QSettings, QIcon, QLineEdit, QKeySequence, QShortcut):
+               QTableWidget, QTableWidgetItem, QTimer, QSettings, QIcon, QLineEdit, QKeySequence, QShortcut,
+               QDialog, QVBoxLayout, QListWidget, QListWidgetItem, QDialogButtonBox, QFileDialog):
     setattr(qt, _class.__name__, _class)
 qt.QMessageBox = types.SimpleNamespace(Ok=0x400, Cancel=0x400000, Information=1, Warning=2, Critical=3, Question=4)
 qt.QApplication = types.SimpleNamespace(overrideCursor=lambda: None)
-qt.Qt = types.SimpleNamespace(WidgetWithChildrenShortcut=2)
+qt.Qt = types.SimpleNamespace(WidgetWithChildrenShortcut=2, ItemIsUserCheckable=0x10, Unchecked=0, Checked=2)
 ctk = _QtModule("ctk")
 ctk.ctkSliderWidget, ctk.ctkCollapsibleButton, ctk.ctkMessageBox = ctkSliderWidget, QWidget, ctkMessageBox
 ctk.ctkDirectoryButton = ctkDirectoryButton

@@ -24,7 +24,7 @@ import time
 import types
 
 import vtk
-from qt_standin import QTimer, ctk, ctkMessageBox, qMRMLWidget, qt
+from qt_standin import QDialog, QFileDialog, QTimer, ctk, ctkMessageBox, qMRMLWidget, qt
 
 INJECTION_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slicer_injection")
 """Holds ``slicer/slicer_qt_standin.py``: slicer-core's ``slicer`` package imports every module of a ``slicer``
@@ -221,6 +221,7 @@ def install(temporaryPath):
         registerCustomSampleDataSource=lambda **source: _application.sampleSources.append(source))
     sys.modules["SampleData"] = sampleData
     QTimer.active.clear()
+    QDialog.answer, QDialog.shown[:], QFileDialog.answers[:], QFileDialog.asked[:] = None, [], [], []
     _application = SlicerApplication(temporaryPath)
     slicer.app, slicer.mrmlScene, slicer.modules = _application, _application.mrmlScene, _application.modules
     return slicer

@@ -89,13 +89,18 @@ def test_ui_file_holds_the_widgets_the_module_uses():
         "deviceComboBox": "QComboBox", "applyButton": "QPushButton", "progressBar": "QProgressBar",
         "statusLabel": "QLabel", "show3DCheckBox": "QCheckBox", "resultsTable": "QTableWidget",
         "priorVolumeSelector": "qMRMLNodeComboBox", "compareButton": "QPushButton", "changeSummaryLabel": "QLabel",
+        "channelsWidget": "QWidget", "importModelWidget": "QWidget", "importModelFileButton": "QPushButton",
+        "importModelFolderButton": "QPushButton",
     }
     assert {name: widgets.get(name) for name in expected} == expected
     source = "".join((REPO / "LesionDetect" / path).read_text(encoding="utf-8")
                      for path in ("LesionDetect.py", "LesionDetectModuleLib/reviewPanel.py",
-                                  "LesionDetectModuleLib/comparePanel.py"))
+                                  "LesionDetectModuleLib/comparePanel.py", "LesionDetectModuleLib/channelPanel.py",
+                                  "LesionDetectModuleLib/importPanel.py"))
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     assert used <= set(widgets), f"widgets used but not in the .ui: {used - set(widgets)}"
+    channels = next(widget for widget in root.iter("widget") if widget.get("name") == "channelsWidget")
+    assert channels.find("layout").get("class") == "QFormLayout"  # the selectors are its rows (addRow)
     bound = {prop[0].text for widget in root.iter("widget") for prop in widget.findall("property")
              if prop.get("name") == "SlicerParameterName"}
     assert bound == {"inputVolume", "threshold", "minimumLesionSizeMm3", "device", "showIn3D", "priorVolume"}

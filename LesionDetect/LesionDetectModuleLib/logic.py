@@ -25,7 +25,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
 from LesionDetectLib.review import ACCEPTED
 
-from . import addedLesion, comparison, dependencies, library, measurements, results, review
+from . import addedLesion, comparison, dependencies, library, measurements, modelImport, results, review
 from .comparison import ComparisonNodes
 from .errors import (
     ComparisonRefusedError,
@@ -34,6 +34,7 @@ from .errors import (
     DetectionFailedError,
     MissingDependenciesError,
 )
+from .modelList import ModelRecord, parseModelList
 from .parameters import DetectionOptions, LesionDetectParameterNode
 from .protocol import CANCELLED_EXIT_CODE, REFUSED_EXIT_CODE, ProgressEvent, errorMessage, parseProgressLine
 from .results import DetectionNodes
@@ -110,12 +111,33 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
     def isRunning(self) -> bool:
         return self._run is not None
 
-    @staticmethod
-    def availableModels() -> list:
-        """Installed models (records with name, version, modality, description, threshold), without torch."""
-        from LesionDetectLib.bundles import list_models
+    def availableModels(self) -> list[ModelRecord]:
+        """Installed models (name, version, modality, description, threshold, input channels), as the library's
+        ``models list --json`` gives them in the detection process's Python (never torch in Slicer's process)."""
+        exitCode, output, message = self.runLibrary(["models", "list", "--json"])
+        if exitCode != 0:
+            raise DetectionError(f"The installed models could not be listed: {message}")
+        return parseModelList(output)
 
-        return list_models()
+    def importModel(self, path: str, lesionLabels: list[int] | None = None) -> str:
+        """Install the model at ``path`` (LesionDetect bundle, or MONAI bundle folder or ``.zip``) with the
+        library's ``models import``; returns its message. `LesionLabelsNeeded` (with the labels to choose from)
+        when a MONAI bundle does not say which labels are lesions: call again with ``lesionLabels``."""
+        exitCode, output, message = self.runLibrary(modelImport.importArguments(path, lesionLabels))
+        modelImport.importOutcome(exitCode, message)
+        return output.strip()
+
+    def runLibrary(self, arguments: list[str]) -> tuple[int, str, str]:
+        """Run ``PythonSlicer -m LesionDetectLib ARGUMENTS`` to its end through the process runner (Slicer stays
+        responsive); returns its exit code, its standard output and its error message (`protocol.errorMessage`)."""
+        if self.isRunning or self.processRunner.isRunning:
+            raise DetectionError("A lesion detection is running; wait for it to finish or cancel it.")
+        stdout, stderr, exitCodes = [], [], []
+        self.processRunner.start([*self.libraryCommand(), *arguments], library.processEnvironment(),
+                                 stdout.append, stderr.append, exitCodes.append)
+        self.processRunner.wait()
+        message = errorMessage(None, stderr, exitCodes[0]) if exitCodes[0] else ""
+        return exitCodes[0], "\n".join(stdout), message
 
     def missingDependencies(self) -> list[str]:
         return dependencies.missingDependencies(self.findModule)
@@ -141,24 +163,45 @@ class LesionDetectLogic(ScriptedLoadableModuleLogic):
             raise DetectionError(f"The volume '{name}' is a 2-D image ({dimensions[0]}×{dimensions[1]}×"
                                  f"{dimensions[2]} voxels); LesionDetect needs a 3-D volume.")
 
+    @classmethod
+    def checkChannelVolumes(cls, volumeNode, channelVolumes: dict) -> None:
+        """Raise `DetectionError` for a channel without a volume (None), or with the main input's or an unusable
+        one, naming the channel."""
+        cls.checkInputVolume(volumeNode)
+        for name, node in channelVolumes.items():
+            if node is None:
+                raise DetectionError(f"Select the {name} volume: the model needs the {name} sequence beside the "
+                                     "input volume.")
+            if node is volumeNode:
+                raise DetectionError(f"The {name} volume is the input volume; select the {name} sequence.")
+            cls.checkInputVolume(node)
+
     def process(self, volumeNode, options: DetectionOptions | None = None, *, waitForCompletion: bool = True,
-                progressCallback: ProgressCallback | None = None,
-                completionCallback: CompletionCallback | None = None, **optionValues) -> DetectionNodes | None:
+                progressCallback: ProgressCallback | None = None, completionCallback: CompletionCallback | None = None,
+                channelVolumes: dict | None = None, **optionValues) -> DetectionNodes | None:
         """Detect lesions in ``volumeNode``; returns ``(segmentation, points, table)`` nodes.
 
         ``options`` (or `DetectionOptions` fields as keywords: ``model``, ``threshold``, ``minimumLesionSizeMm3``,
         ``device``, ``showIn3D``) say how. Earlier results for the same volume are replaced. With
         ``waitForCompletion=False`` the call returns None at once and ``completionCallback(RunOutcome)`` is called
         when the run ends; otherwise failures raise `DetectionFailedError` / `DetectionCancelledError`.
+        ``channelVolumes`` (``{"T1": node, …}``) are a multi-channel model's other sequences beside ``volumeNode``
+        (its main input and the outputs' grid); each goes to the command as ``--channel NAME=FILE``.
         """
         options = dataclasses.replace(options or DetectionOptions(), **optionValues)
+        channelVolumes = dict(channelVolumes or {})
+        self.checkChannelVolumes(volumeNode, channelVolumes)
 
         def load(outputFolder: str) -> RunOutcome:
             return RunOutcome(nodes=results.loadResults(outputFolder, INPUT_STEM, volumeNode, options.showIn3D))
 
-        run = self._start(volumeNode, lambda folder: self.detectCommand(
-            self.writeInput(volumeNode, folder), os.path.join(folder, OUTPUT_FOLDER), options), load,
-            progressCallback, completionCallback)
+        def command(folder: str) -> list[str]:
+            channels = [f"{name}={self.writeInput(node, folder, f'channel-{number}')}"
+                        for number, (name, node) in enumerate(channelVolumes.items(), start=1)]
+            return [*self.detectCommand(self.writeInput(volumeNode, folder), os.path.join(folder, OUTPUT_FOLDER),
+                                        options), *(part for channel in channels for part in ("--channel", channel))]
+
+        run = self._start(volumeNode, command, load, progressCallback, completionCallback)
         if not waitForCompletion:
             return None
         return self._wait(run).nodes

@@ -41,6 +41,10 @@ class ModelChoice:
             combo.blockSignals(False)
         self.describe(name)
 
+    def current(self):
+        """The chosen model's record; None for the automatic choice."""
+        return self.models.get(self.nameAt(self.comboBox.currentIndex))
+
     def nameAt(self, index: int) -> str:
         return self.comboBox.itemData(index) or AUTOMATIC
 
@@ -56,4 +60,7 @@ class ModelChoice:
                 text = "No model is installed yet. " + text
         else:
             text = f"{model.description}\nModality: {model.modality}, version {model.version}."
+            channels = getattr(model, "inputChannels", ())
+            if len(channels) > 1:
+                text += f" Sequences: {', '.join(channels)} (the input volume is the {channels[0]})."
         self.descriptionLabel.text = text
