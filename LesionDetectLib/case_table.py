@@ -81,9 +81,9 @@ def _header_problems(header: list[str]) -> list[str]:
     if "" in header:
         problems.append(f"header column {header.index('') + 1} has no name")
     folded = [name.casefold() for name in header]
-    twice = [name for name, key in zip(header, folded) if key and folded.count(key) > 1]
-    if twice:
-        problems.append(f"column {twice[0]!r} appears twice in the header")
+    again = [name for number, name in enumerate(header) if name and folded[number] in folded[:number]]
+    if again:
+        problems.append(f"column {again[0]!r} appears twice in the header")
     if not [key for key in folded if key and key != CASE_COLUMN]:
         problems.append("the header names no channel column (e.g. FLAIR,T1)")
     return problems
