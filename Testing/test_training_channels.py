@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from test_training import ORIGIN, synthetic_case, tiny_recipe, write_image
+from test_training import ORIGIN, one_thread, synthetic_case, tiny_recipe, write_image  # noqa: F401 (one_thread: autouse)
 
 from LesionDetectLib import detect, preprocess, read_volume
 from LesionDetectLib.bundles import open_bundle
@@ -78,14 +78,6 @@ def write_two_channel_dataset(root: Path, count: int = 3, layout: str = "key", v
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory) -> Path:
     return write_two_channel_dataset(tmp_path_factory.mktemp("keyed"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------ datalists
@@ -248,3 +240,17 @@ def test_a_two_channel_bundle_is_trained_and_detects_with_both_channels(keyed, t
     assert result.probability.shape == flair.array.shape and result.volume.same_geometry(flair)
     with pytest.raises(InputImageError, match="T1"):
         detect(flair, model, device="cpu")
+
+
+def test_crossvalidation_gives_detect_each_validated_cases_channels(tmp_path):
+    import importlib.util
+
+    found = importlib.util.spec_from_file_location("crossvalidate", Path(__file__).parents[1] / "tools" / "crossvalidate.py")
+    crossvalidate = importlib.util.module_from_spec(found)
+    found.loader.exec_module(crossvalidate)
+    datalist = tmp_path / "dataset.json"
+    assert crossvalidate.case_inputs(datalist, {"image": "c2.nii.gz"}, None) == [str(tmp_path / "c2.nii.gz")]
+    channels = {"FLAIR": "/data/c2_flair.nii.gz", "T1": "/data/c2_t1.nii.gz", "T2": "/data/c2_t2.nii.gz"}
+    assert crossvalidate.case_inputs(datalist, {"image": ["ignored"]}, channels) == [
+        "/data/c2_flair.nii.gz", "--channel", "T1=/data/c2_t1.nii.gz", "--channel", "T2=/data/c2_t2.nii.gz"]
+    assert crossvalidate.first(["flair.nii.gz", "t1.nii.gz"]) == "flair.nii.gz"

@@ -124,7 +124,7 @@ def load_dataset(path: str | Path, filters: Sequence[tuple[str, str]] = (),
     if json_file.is_file() and _has_training_list(json_file):
         return _from_datalist(json_file, filters, channels)
     if filters or channels.keys:
-        raise DatasetError(f"{path}: {'filters' if filters else '--channel-key'} need a datalist with fields to match")
+        raise DatasetError(f"{path}: {'filters need' if filters else '--channel-key needs'} a datalist with fields to match")
     if (path / "imagesTr").is_dir():
         return _from_folder(path, json_file if json_file.is_file() else None, channels)
     raise DatasetError(f"{path}: neither a dataset.json with a 'training' list nor an imagesTr/labelsTr folder")
