@@ -185,9 +185,13 @@ def test_every_channel_is_aligned_onto_the_first_in_physical_space(keyed):
     array, _, _ = synthetic_case(0)
     original = preprocess.normalise_intensity(
         preprocess.to_model_grid(flair.with_array(t1_of(array, read_volume(case.label).array, 0)), (1.5,) * 3)[0], MR)
-    inside = body[0] > 0
+    inside, lesion = body[0] > 0, label[0] > 0
     assert np.corrcoef(image[1][inside], original[inside])[0, 1] > 0.9
-    assert image[1][label[0] > 0].mean() < image[1][inside & (label[0] == 0)].mean() - 1.0  # the dark T1 lesion
+
+    def contrast(array):  # of the dark T1 lesion against the rest of the body
+        return array[lesion].mean() - array[inside & ~lesion].mean()
+
+    assert contrast(image[1]) < 0.5 * contrast(original) < 0  # at least half of it survives the two resamplings
 
 
 def test_patches_copy_paste_and_mining_carry_every_channel(keyed):

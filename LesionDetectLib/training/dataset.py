@@ -188,7 +188,7 @@ def _from_datalist(path: Path, filters: Sequence[tuple[str, str]], options: Chan
     problems += _duplicate_ids(lists["training"] + lists["validation"])
     return LabelledDataset(
         name=str(data.get("name") or path.parent.name), location=path, training=tuple(lists["training"]),
-        validation=tuple(lists["validation"]), modality=modality_of_channels(declared or names), channels=names,
+        validation=tuple(lists["validation"]), modality=modality_of_channels(names or declared), channels=names,
         problems=tuple(f"{path}: {problem}" for problem in problems),
     )
 
@@ -273,7 +273,7 @@ def _from_folder(root: Path, json_file: Path | None, options: ChannelOptions) ->
         problems.append(f"{root / 'imagesTr'} holds no images")
     name = str(data.get("name") if isinstance(data, dict) and data.get("name") else root.name)
     return LabelledDataset(
-        name=name, location=root, training=tuple(cases), modality=modality_of_channels(declared or names),
+        name=name, location=root, training=tuple(cases), modality=modality_of_channels(names or declared),
         channels=names, problems=tuple(f"{root}: {problem}" for problem in problems),
     )
 
