@@ -44,8 +44,9 @@ def cases(tmp_path) -> Path:
 
 
 def detect_table(table: Path, out: Path, model: Path, *extra: str) -> int:
+    """`lesiondetect detect TABLE` in this process (the CT threshold model on files named like MR sequences)."""
     return main(["detect", str(table), "-o", str(out), "--model", str(model), "--device", "cpu", "--progress", "none",
-                 "--quiet", *extra])
+                 "--quiet", "--force-modality", *extra])
 
 
 def test_each_row_is_one_case_on_its_first_channels_grid_and_resume_is_exact(cases, model, tmp_path):
