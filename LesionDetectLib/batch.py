@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bundles import Model, default_model_for, load_model
-from .channels import with_main_channel
+from .case_table import CaseTable, case_inputs, output_stem
 from .detect import detect
 from .errors import CancelledError, LesionDetectError
-from .io import read_volume, volume_stem
+from .io import read_volume
 from .progress import ProgressCallback
 from .resources import estimate_output_bytes
 from .result import DetectionResult
@@ -36,6 +36,7 @@ class DetectOptions:
     resume: bool = False
     dicom_seg: bool = False
     channels: tuple[tuple[str, Path], ...] = ()  # the other sequences of a multi-channel model: (name, path)
+    case_table: CaseTable | None = None  # each case's sequences and output name (`lesiondetect detect cases.csv`)
 
 
 @dataclass
@@ -78,8 +79,8 @@ def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCac
     check_free_space(out_dir, estimate_output_bytes(volume.array.size, options.save_probability))
     progress("load_model", 0.05, "loading model")
     model = models.for_volume(volume.modality)
-    inputs = with_main_channel(volume, {name: read_volume(other) for name, other in options.channels},
-                               model.spec.needed_channels)
+    inputs = case_inputs(path, volume, options.case_table, options.channels, model.spec.needed_channels)
+    stem = output_stem(path, options.case_table)
     result = detect(
         inputs, model, threshold=options.threshold, outline_threshold=options.outline_threshold,
         min_volume_mm3=options.min_volume_mm3,
@@ -87,12 +88,12 @@ def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCac
         overlap=options.overlap, force_modality=options.force_modality, progress=progress,
     )
     progress("write", 0.95, f"writing outputs to {out_dir}")
-    result.write(out_dir, volume_stem(path), options.save_probability, options.surface_format)
+    result.write(out_dir, stem, options.save_probability, options.surface_format)
     if options.dicom_seg:
         from .writers.dicom_seg import write_case_dicom_seg
 
         progress("write", 0.98, "writing the DICOM Segmentation")
-        reason = write_case_dicom_seg(path, out_dir / f"{volume_stem(path)}.seg.dcm", result, options.series_uid)
+        reason = write_case_dicom_seg(path, out_dir / f"{stem}.seg.dcm", result, options.series_uid)
         if reason is not None:
             result.warnings.append(reason)
     return result
@@ -104,7 +105,7 @@ def run_cases(cases: list[Path], out_dir: Path, options: DetectOptions, progress
     models = ModelCache(options.model)
     summary = BatchSummary()
     for path in cases:
-        if options.resume and outputs_exist(out_dir, volume_stem(path)):
+        if options.resume and outputs_exist(out_dir, output_stem(path, options.case_table)):
             summary.skipped.append(path)
             continue
         try:

@@ -2,7 +2,8 @@
 
 For each fold: ``lesiondetect train DATALIST --folds K --fold F`` (plus the recipe flags given after ``--``),
 then ``lesiondetect detect`` on that fold's validation cases (never seen in its training) with
-``--save-probability``. Every case is validated exactly once. The saved probability maps are then
+``--save-probability`` (a multi-channel case's first channel as the input, the others as ``--channel NAME=PATH``,
+as its fold's ``split.json`` lists them; ``--channels`` / ``--channel-key`` go in the recipe flags). Every case is validated exactly once. The saved probability maps are then
 re-thresholded at each (threshold, outline threshold, minimum lesion volume) of a grid and evaluated with
 ``lesiondetect evaluate`` under each lesion type's rule; the setting maximising the mean over the lesion types
 of (F1 + Dice) / 2 is the one to ship (``selected`` in ``cv_summary.json``). With ``--max-lesion-free-fp N``
@@ -49,12 +50,21 @@ def run_fold(datalist: Path, out: Path, folds: int, fold: int, recipe_args: list
         lesiondetect("train", str(datalist), "-o", str(model_dir), "--folds", str(folds), "--fold", str(fold),
                      "--progress", "none", *resume, *recipe_args)
     items = datalist_items(datalist)
-    for case in json.loads((model_dir / "split.json").read_text())["validation"]:
+    split = json.loads((model_dir / "split.json").read_text())
+    for case in split["validation"]:
         target = out / "probabilities" / case
-        if not (target / f"{Path(items[case]['image']).name.split('.')[0]}.probability.nrrd").exists():
-            image = datalist.parent / items[case]["image"]
-            lesiondetect("detect", str(image), "-o", str(target), "--model", str(model_dir), "--save-probability",
-                         "--progress", "none", "--quiet")
+        image, *channels = case_inputs(datalist, items[case], split.get("channels", {}).get(case))
+        if not (target / f"{Path(image).name.split('.')[0]}.probability.nrrd").exists():
+            lesiondetect("detect", image, "-o", str(target), "--model", str(model_dir), "--save-probability",
+                         "--progress", "none", "--quiet", *channels)
+
+
+def case_inputs(datalist: Path, item: dict, channels: dict[str, str] | None) -> list[str]:
+    """``detect``'s arguments for a case: its (first channel's) image, then ``--channel NAME=PATH`` for the others."""
+    if not channels:
+        return [str(datalist.parent / item["image"])]
+    (_, first), *others = channels.items()
+    return [first] + [part for name, path in others for part in ("--channel", f"{name}={path}")]
 
 
 def make_grid(thresholds, outlines, volumes) -> dict[str, tuple[float, float, float | None]]:
@@ -108,11 +118,16 @@ def validated_datalist(datalist: Path, out: Path) -> Path:
     absolute paths, as ``OUT/validated.json``: the reference of every evaluation."""
     data = json.loads(datalist.read_text())
     done = {folder.name for folder in (out / "probabilities").iterdir()}
-    items = [{**item, **{key: str((datalist.parent / item[key]).resolve()) for key in ("image", "label")}}
+    items = [{**item, **{key: str((datalist.parent / first(item[key])).resolve()) for key in ("image", "label")}}
              for item in data["training"] + data.get("validation", []) if item["case"] in done]
     target = out / "validated.json"
     target.write_text(json.dumps({**data, "training": items, "validation": [], "numTraining": len(items)}, indent=1))
     return target
+
+
+def first(path: str | list[str]) -> str:
+    """A datalist path, or the first of a multi-channel ``image`` list (the grid the reference lies on)."""
+    return path[0] if isinstance(path, list) else path
 
 
 def setting_name(threshold: float, min_volume_mm3: float, outline_threshold: float | None = None) -> str:

@@ -1,4 +1,9 @@
-"""`lesiondetect detect INPUT... -o OUT_DIR`: lesions for one or many volumes."""
+"""`lesiondetect detect INPUT... -o OUT_DIR`: lesions for one or many volumes.
+
+For a multi-channel model, a single case takes its other sequences with --channel NAME=PATH; a batch is one
+CSV case table (cases.csv) with a header of channel names (and an optional 'case' column naming the outputs)
+and one row of paths per case, relative to the table: the first channel column is each case's reference grid.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..batch import DetectOptions, rank_and_world, run_cases
+from ..case_table import is_case_table, read_case_table
 from ..errors import InputImageError, LesionDetectError
 from ..inputs import expand_inputs, shard
 from ..progress import MODES, make_reporter
@@ -40,7 +46,8 @@ def add_common_detect_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("detect", help="detect lesions in volumes", description=__doc__)
-    parser.add_argument("inputs", nargs="+", type=text, help="image files, DICOM folders, folders of images or .txt lists")
+    parser.add_argument("inputs", nargs="+", type=text, help="image files, DICOM folders, folders of images or .txt "
+                        "lists; or one .csv case table naming each case's sequences (multi-channel models)")
     parser.add_argument("-o", "--output", required=True, type=path, help="output folder")
     add_common_detect_arguments(parser)
     parser.add_argument("--batch-size", type=batch_size, help="sliding-window batch (default: the model's)")
@@ -79,9 +86,16 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         args.progress = "none" if args.progress == "bar" else args.progress
     rank, world = rank_and_world()
-    cases = shard(expand_inputs(args.inputs), rank, world)
+    table = None
+    if any(is_case_table(name) for name in args.inputs):
+        if len(args.inputs) != 1 or args.channels:
+            raise InputImageError("a .csv case table names every case and its sequences: give it alone, without "
+                                  "other inputs or --channel")
+        table = read_case_table(Path(args.inputs[0]).expanduser())
+    cases = shard(table.references() if table else expand_inputs(args.inputs), rank, world)
     if args.channels and len(expand_inputs(args.inputs)) != 1:
-        raise InputImageError("--channel goes with a single input case (for a batch, run one command per case)")
+        raise InputImageError("--channel goes with a single input case (for a batch, name each case's sequences "
+                              "in a .csv case table)")
     names = [name.casefold() for name, _ in args.channels]
     if len(set(names)) != len(names):
         twice = next(name for name, _ in args.channels if names.count(name.casefold()) > 1)
@@ -89,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     options = options_from(
         args, batch_size=args.batch_size, overlap=args.overlap, force_modality=args.force_modality,
         series_uid=args.series_uid, save_probability=args.save_probability, surface_format=args.save_surfaces,
-        resume=args.resume, dicom_seg=args.dicom_seg, channels=tuple(args.channels),
+        resume=args.resume, dicom_seg=args.dicom_seg, channels=tuple(args.channels), case_table=table,
     )
     report = make_reporter(args.progress)
     summary = run_cases(cases, args.output, options, report)

@@ -1,7 +1,10 @@
 """`lesiondetect train DATASET -o MODEL_DIR`: train a lesion detector on annotated scans into a model bundle.
 
 DATASET is a Medical Segmentation Decathlon dataset.json / MONAI datalist (or a folder holding one), or an
-nnU-Net-style folder with imagesTr/ and labelsTr/. Every file is checked before training starts. The
+nnU-Net-style folder with imagesTr/ and labelsTr/. A multi-channel dataset lists one image path per channel
+(Decathlon style, named by dataset.json's modality or --channels) or holds further sequences under other
+keys (--channel-key T1=t1); every channel is resampled onto the first one's grid and becomes one input
+channel of the network, in that order. Every file is checked before training starts. The
 recipe starts from the preset (--recipe cpu|gpu; gpu when CUDA is available) and each option below
 overrides one of its values. Under torchrun the same command trains with DistributedDataParallel:
 
@@ -112,6 +115,14 @@ def _model_name(text: str) -> str:
     return text
 
 
+def channel_list(text: str) -> tuple[str, ...]:
+    """``FLAIR,T1``: distinct non-empty channel names."""
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: channel names separated by commas, e.g. FLAIR,T1")
+    return names
+
+
 def preset_table() -> str:
     """The presets' values, one recipe field a line (``cpu / gpu`` where they differ)."""
     cpu, gpu = (PRESETS[name]().to_dict() for name in ("cpu", "gpu"))
@@ -145,6 +156,14 @@ def add_parser(subparsers) -> None:
     split.add_argument("--filter", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                        help="only datalist items with this field value (e.g. 'lesion_type=multiple sclerosis'); "
                             "repeatable")
+
+    inputs = parser.add_argument_group("input channels (default: one, the image)")
+    inputs.add_argument("--channels", type=channel_list, metavar="NAME,NAME",
+                        help="names of the channels a case's 'image' lists, in order (default: dataset.json's "
+                             "modality / channel_names), e.g. FLAIR,T1")
+    inputs.add_argument("--channel-key", dest="channel_keys", action="append", type=key_value, default=[],
+                        metavar="NAME=KEY", help="a further channel held under another datalist key, e.g. T1=t1 "
+                        "(repeatable; after the image's channels, in the order given)")
 
     model = parser.add_argument_group("the model")
     model.add_argument("--name", type=_model_name, help="model name (default: the dataset's name)")
@@ -267,9 +286,14 @@ def check(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..training import train
+    from ..training.channel_layout import ChannelOptions
     from ..training.dataset import load_dataset
 
-    dataset = load_dataset(args.dataset, filters=args.filter) if args.filter else args.dataset
+    channels = ChannelOptions(args.channels or (), tuple(args.channel_keys))
+    if args.filter or channels.names or channels.keys:
+        dataset = load_dataset(args.dataset, filters=args.filter, channels=channels)
+    else:
+        dataset = args.dataset
     result = train(
         dataset, args.model_dir, recipe_changes(args), folds=args.folds, fold=args.fold,
         val_fraction=args.val_fraction, resume=args.resume, device=args.device,

@@ -199,7 +199,7 @@ def _datalist_sources(
         raise DatasetError("; ".join(problems))
     labels = [base / item["label"] for item in items]
     stems = [_label_stem(p.name) or p.name for p in labels]
-    images = [_label_stem(Path(item["image"]).name) if item.get("image") else None for item in items]
+    images = [_label_stem(Path(_first_image(item)).name) if _first_image(item) else None for item in items]
     names = [
         str(item["case"]) if item.get("case")
         else stem if stems.count(stem) == 1 and stem.lower() not in LABEL_NAMES else label.parent.name
@@ -213,6 +213,12 @@ def _datalist_sources(
         for item, name, label, image in zip(items, names, labels, images, strict=True)
         if all(str(item.get(key)) == value for key, value in filters)
     ]
+
+
+def _first_image(item: dict) -> str | None:
+    """A datalist item's image path; of a multi-channel ``image`` list, the first (the grid predictions lie on)."""
+    image = item.get("image")
+    return (image[0] if image and isinstance(image[0], str) else None) if isinstance(image, list) else image
 
 
 def _lesion_free_sources(values: Iterable[str], known: set[str], spheres: bool) -> list[CaseSource]:

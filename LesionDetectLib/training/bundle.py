@@ -57,12 +57,16 @@ def model_spec(
     metrics: dict[str, Any] | None = None,
     sha256: str = PLACEHOLDER_SHA256,
 ) -> dict[str, Any]:
-    """The ``model.json`` content for a model trained with ``recipe`` (validated by `ModelSpec`)."""
-    kwargs = {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, **recipe.network_kwargs}
+    """The ``model.json`` content for a model trained with ``recipe`` (validated by `ModelSpec`).
+
+    ``channels``: the network's input channels in order (``in_channels`` is their count); none: one, the modality.
+    """
+    channels = list(channels) or [modality]
+    kwargs = {"spatial_dims": 3, "out_channels": 1, **recipe.network_kwargs, "in_channels": len(channels)}
     spec = {
         "format_version": 1, "name": name, "version": recipe.version, "description": description,
         "modality": modality, "intended_use": INTENDED_USE.format(modality=modality),
-        "input_channels": list(channels) or [modality], "network": {"name": recipe.network, "kwargs": kwargs},
+        "input_channels": channels, "network": {"name": recipe.network, "kwargs": kwargs},
         "spacing": [float(s) for s in recipe.spacing], "intensity": intensity,
         "patch_size": [int(p) for p in recipe.patch_size], "overlap": float(recipe.overlap),
         "batch_size": int(recipe.sw_batch_size), "labels": dict(LABELS), "threshold": float(recipe.threshold),

@@ -1,6 +1,7 @@
 """Object-level copy-paste of annotated lesions (the TumorCP idea: Yang et al., MICCAI 2021).
 
-A bank holds every training lesion (up to a few per case) as a crop of the prepared image with its mask.
+A bank holds every training lesion (up to a few per case) as a crop of the prepared image (all its channels)
+with its mask.
 With probability p a training sample receives 1–2 lesions from the bank, each randomly flipped and
 scaled (0.8–1.25×), pasted at a random place inside the target case's body/brain mask that overlaps no
 existing lesion and keeps ≥ 90 % of the lesion inside the body; the image is blended with a Gaussian-
@@ -29,7 +30,7 @@ BODY_FRACTION = 0.9
 
 @dataclass(frozen=True, eq=False)
 class LesionCrop:
-    """One annotated lesion on the model grid: image crop ``[x,y,z]`` and its mask (same shape)."""
+    """One annotated lesion on the model grid: image crop ``[C,x,y,z]`` and its mask ``[x,y,z]``."""
 
     image: np.ndarray
     mask: np.ndarray
@@ -45,7 +46,7 @@ def lesion_bank(items: Iterable[dict[str, Any]], max_size: Sequence[int], margin
         label = _numpy(item[LABEL][0]) > 0
         if not label.any():
             continue
-        image = _numpy(item[IMAGE][0]).astype(np.float32, copy=False)
+        image = _numpy(item[IMAGE]).astype(np.float32, copy=False)
         components = sitk.RelabelComponent(
             sitk.ConnectedComponent(sitk.GetImageFromArray(label.astype(np.uint8)), True),
             minimumObjectSize=MIN_LESION_VOXELS, sortByObjectSize=True,
@@ -58,7 +59,7 @@ def lesion_bank(items: Iterable[dict[str, Any]], max_size: Sequence[int], margin
             if any(h - lo > m for lo, h, m in zip(low, high, max_size)):
                 continue
             box = tuple(slice(lo, h) for lo, h in zip(low, high))
-            bank.append(LesionCrop(image[box].copy(), labels[box] == value, str(item.get("case", ""))))
+            bank.append(LesionCrop(image[(slice(None), *box)].copy(), labels[box] == value, str(item.get("case", ""))))
     return bank
 
 
@@ -81,8 +82,9 @@ def _smooth(mask: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _resize(array: np.ndarray, size: tuple[int, ...], mode: str) -> np.ndarray:
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
-    return functional.interpolate(tensor, size=size, mode=mode, align_corners=False)[0, 0].numpy()
+    """``[C,x,y,z]`` resized to ``size`` (x, y, z)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    return functional.interpolate(tensor, size=size, mode=mode, align_corners=False)[0].numpy()
 
 
 class CopyPasted(RandomizableTransform, MapTransform):
@@ -98,40 +100,41 @@ class CopyPasted(RandomizableTransform, MapTransform):
         self.randomize(None)
         if not self._do_transform or not self.bank:
             return data
-        image = _numpy(data[IMAGE][0]).astype(np.float32)
+        image = _numpy(data[IMAGE]).astype(np.float32)
         label = _numpy(data[LABEL][0]).astype(np.uint8)
         body = _numpy(data[BODY][0]) > 0
-        candidates = np.flatnonzero(body & (label == 0))
+        candidates = np.flatnonzero(body & (label == 0))  # on the [x,y,z] grid
         if candidates.size == 0:
             return data
         for _ in range(self.R.randint(1, self.max_objects + 1)):
             lesion, mask = self._augment(self.bank[self.R.randint(len(self.bank))])
             self._paste(image, label, body, candidates, lesion, mask)
-        return {**data, IMAGE: torch.from_numpy(image[None]), LABEL: torch.from_numpy(label[None])}
+        return {**data, IMAGE: torch.from_numpy(image), LABEL: torch.from_numpy(label[None])}
 
     def _augment(self, crop: LesionCrop) -> tuple[np.ndarray, np.ndarray]:
         image, mask = crop.image, crop.mask.astype(np.float32)
         for axis in range(3):
             if self.R.rand() < 0.5:
-                image, mask = np.flip(image, axis), np.flip(mask, axis)
+                image, mask = np.flip(image, axis + 1), np.flip(mask, axis)
         factor = self.R.uniform(*self.scale)
-        size = tuple(max(1, int(round(n * factor))) for n in image.shape)
-        return _resize(image, size, "trilinear"), _resize(mask, size, "trilinear") > 0.5
+        size = tuple(max(1, int(round(n * factor))) for n in mask.shape)
+        return _resize(image, size, "trilinear"), _resize(mask[None], size, "trilinear")[0] > 0.5
 
     def _paste(self, image, label, body, candidates, lesion, mask) -> bool:
         size = np.array(mask.shape)
         if not mask.any():
             return False
         for _ in range(self.tries):
-            centre = np.array(np.unravel_index(candidates[self.R.randint(candidates.size)], image.shape))
+            centre = np.array(np.unravel_index(candidates[self.R.randint(candidates.size)], label.shape))
             start = centre - size // 2
-            if np.any(start < 0) or np.any(start + size > image.shape):
+            if np.any(start < 0) or np.any(start + size > label.shape):
                 continue
             box = tuple(slice(s, s + n) for s, n in zip(start, size))
             if label[box][mask].any() or body[box][mask].mean() < BODY_FRACTION:
                 continue
             alpha = np.clip(_smooth(mask, self.sigma), 0.0, 1.0)
-            image[box] = alpha * lesion + (1.0 - alpha) * image[box]
+            channels = (slice(None), *box)
+            image[channels] = alpha * lesion + (1.0 - alpha) * image[channels]
             label[box] |= mask.astype(np.uint8)
             return True
         return False

@@ -3,8 +3,10 @@
 Layouts:
 - a Medical Segmentation Decathlon ``dataset.json`` or a MONAI datalist: ``training`` (and optionally
   ``validation``) lists of ``{"image": ..., "label": ...}`` with paths relative to the JSON's folder;
-  extra keys such as ``case``, ``source`` and ``lesion_type`` are kept;
-- an nnU-Net-style folder: ``imagesTr/<case>_0000.nii.gz`` with ``labelsTr/<case>.nii.gz``.
+  extra keys such as ``case``, ``source`` and ``lesion_type`` are kept; ``image`` may list one path per
+  channel, and other keys may hold further channels (`channel_layout`);
+- an nnU-Net-style folder: ``imagesTr/<case>_0000.nii.gz`` (``_0001``… for further channels) with
+  ``labelsTr/<case>.nii.gz``.
 Any label value > 0 is lesion.
 """
 
@@ -15,6 +17,7 @@ import os
 import random
 import re
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +28,16 @@ import numpy as np
 
 from ..errors import DatasetError, LesionDetectError
 from ..io import IMAGE_SUFFIXES, volume_stem
+from .channel_layout import (
+    AS_DECLARED,
+    ChannelOptions,
+    channel_names,
+    datalist_path,
+    image_paths,
+    item_channels,
+    read_channels,
+    usual_image_count,
+)
 
 _READS = threading.Lock()  # io.read_volume silences native stderr by swapping fd 2: one read at a time
 MR_CHANNELS = ("MR", "MRI", "FLAIR", "T1", "T1W", "T1C", "T1CE", "T1GD", "T2", "T2W", "PD", "DWI", "ADC", "SWI")
@@ -35,7 +48,9 @@ CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 class Case:
     """One annotated scan: an image, its lesion mask, and optional ``source`` / ``lesion_type`` / ``patient`` tags.
 
-    Scans sharing a ``patient`` (e.g. two time points) are always split together.
+    Scans sharing a ``patient`` (e.g. two time points) are always split together. ``channels``: for a
+    multi-channel dataset, (name, path) of every input channel in network order; the first is ``image``, whose
+    grid the others are resampled onto and on which ``label`` lies.
     """
 
     id: str
@@ -44,6 +59,7 @@ class Case:
     source: str | None = None
     lesion_type: str | None = None
     patient: str | None = None
+    channels: tuple[tuple[str, Path], ...] = ()
 
     @property
     def patient_id(self) -> str:
@@ -60,7 +76,7 @@ class LabelledDataset:
     training: tuple[Case, ...]
     validation: tuple[Case, ...] = ()
     modality: str | None = None
-    channels: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()  # the network's input channels in order (empty: one, named by the modality)
     problems: tuple[str, ...] = ()  # structural problems found while reading (reported with the file checks)
 
     @property
@@ -92,23 +108,25 @@ class Split:
 # ------------------------------------------------------------------------------------------ reading
 
 
-def load_dataset(path: str | Path, filters: Sequence[tuple[str, str]] = ()) -> LabelledDataset:
+def load_dataset(path: str | Path, filters: Sequence[tuple[str, str]] = (),
+                 channels: ChannelOptions = AS_DECLARED) -> LabelledDataset:
     """A dataset from a ``dataset.json``/datalist file, a folder holding one, or an ``imagesTr/labelsTr`` folder.
 
     ``filters``: (key, value) pairs; only datalist items whose field ``key`` equals ``value`` are kept.
+    ``channels``: names of the ``image`` channels and datalist keys of further ones (`channel_layout`).
     """
     path = Path(path).expanduser().absolute()
     if path.is_file():
-        return _from_datalist(path, filters)
+        return _from_datalist(path, filters, channels)
     if not path.is_dir():
         raise DatasetError(f"{path}: no such dataset (a dataset.json / datalist file or a folder)")
     json_file = path / "dataset.json"
     if json_file.is_file() and _has_training_list(json_file):
-        return _from_datalist(json_file, filters)
-    if filters:
-        raise DatasetError(f"{path}: filters need a datalist with fields to match")
+        return _from_datalist(json_file, filters, channels)
+    if filters or channels.keys:
+        raise DatasetError(f"{path}: {'filters need' if filters else '--channel-key needs'} a datalist with fields to match")
     if (path / "imagesTr").is_dir():
-        return _from_folder(path, json_file if json_file.is_file() else None)
+        return _from_folder(path, json_file if json_file.is_file() else None, channels)
     raise DatasetError(f"{path}: neither a dataset.json with a 'training' list nor an imagesTr/labelsTr folder")
 
 
@@ -144,28 +162,33 @@ def modality_of_channels(channels: Sequence[str]) -> str | None:
     return None
 
 
-def _from_datalist(path: Path, filters: Sequence[tuple[str, str]] = ()) -> LabelledDataset:
+def _from_datalist(path: Path, filters: Sequence[tuple[str, str]], options: ChannelOptions) -> LabelledDataset:
     data = _read_json(path)
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: must hold a JSON object with a 'training' list")
     base = path.parent
     problems: list[str] = []
-    lists: dict[str, list[Case]] = {}
+    chosen_items: dict[str, list] = {}
     for key in ("training", "validation"):
         items = data.get(key) or []
         if not isinstance(items, list):
             problems.append(f"'{key}' must be a list")
             items = []
-        items = [item for item in items if _matches(item, filters)]
-        lists[key] = [case for number, item in enumerate(items) if (case := _case(item, base, key, number, problems))]
+        chosen_items[key] = [item for item in items if _matches(item, filters)]
+    declared = _channels(data)
+    names, naming_problems = channel_names(declared, usual_image_count(sum(chosen_items.values(), [])), options)
+    problems += naming_problems
+    lists: dict[str, list[Case]] = {
+        key: [case for number, item in enumerate(items) if (case := _case(item, base, key, number, problems, names, options))]
+        for key, items in chosen_items.items()
+    }
     if not lists["training"] and not lists["validation"] and not problems:
         chosen = "".join(f" with {key}={value}" for key, value in filters)
         problems.append(f"the 'training' list holds no item{chosen}")
     problems += _duplicate_ids(lists["training"] + lists["validation"])
-    channels = _channels(data)
     return LabelledDataset(
         name=str(data.get("name") or path.parent.name), location=path, training=tuple(lists["training"]),
-        validation=tuple(lists["validation"]), modality=modality_of_channels(channels), channels=channels,
+        validation=tuple(lists["validation"]), modality=modality_of_channels(names or declared), channels=names,
         problems=tuple(f"{path}: {problem}" for problem in problems),
     )
 
@@ -175,19 +198,26 @@ def _matches(item: Any, filters: Sequence[tuple[str, str]]) -> bool:
     return not isinstance(item, dict) or all(str(item.get(key)) == value for key, value in filters)
 
 
-def _case(item: Any, base: Path, key: str, number: int, problems: list[str]) -> Case | None:
+def _case(item: Any, base: Path, key: str, number: int, problems: list[str], names: Sequence[str],
+          options: ChannelOptions) -> Case | None:
     where = f"{key}[{number}]"
     if not isinstance(item, dict) or not item.get("image") or not item.get("label"):
         problems.append(f"{where} needs an 'image' and a 'label'")
         return None
-    if not isinstance(item["image"], str) or not isinstance(item["label"], str):
-        problems.append(f"{where}: one image and one label path are needed (multi-channel input is not supported)")
+    paths = image_paths(item)
+    if paths is None or not isinstance(item["label"], str):
+        problems.append(f"{where}: 'image' must be a path or a list of paths (one per channel), 'label' one path")
         return None
-    image, label = (Path(os.path.expanduser(item[k])) for k in ("image", "label"))
-    image, label = (p if p.is_absolute() else base / p for p in (image, label))
+    image, label = datalist_path(paths[0], base), datalist_path(item["label"], base)
     case_id = str(item.get("case") or _case_id_from_image(image))
+    channels: tuple[tuple[str, Path], ...] = ()
+    if len(names) > 1 or len(paths) > 1:
+        channels, problem = item_channels(item, case_id, base, names, options)
+        if problem:
+            problems.append(problem)
+            return None
     tags = {key: (str(item[key]) if item.get(key) is not None else None) for key in ("source", "lesion_type", "patient")}
-    return Case(case_id, image, label, **tags)
+    return Case(case_id, image, label, **tags, channels=channels)
 
 
 def _case_id_from_image(image: Path) -> str:
@@ -211,7 +241,8 @@ def _image_files(folder: Path) -> dict[str, Path]:
     return {volume_stem(p): p for p in files}
 
 
-def _from_folder(root: Path, json_file: Path | None) -> LabelledDataset:
+def _from_folder(root: Path, json_file: Path | None, options: ChannelOptions) -> LabelledDataset:
+    """``imagesTr/<case>_0000…`` (one file per channel, ``_0000`` first) with ``labelsTr/<case>``."""
     images, labels = _image_files(root / "imagesTr"), _image_files(root / "labelsTr")
     problems: list[str] = []
     by_case: dict[str, dict[str, Path]] = {}
@@ -219,25 +250,31 @@ def _from_folder(root: Path, json_file: Path | None) -> LabelledDataset:
         match = CHANNEL_SUFFIX.match(stem)
         case, channel = (match["case"], match["channel"]) if match else (stem, "0000")
         by_case.setdefault(case, {})[channel] = path
+    data = _read_json(json_file) if json_file else {}
+    declared = _channels(data) if isinstance(data, dict) else ()
+    count = Counter(len(channels) for channels in by_case.values()).most_common(1)[0][0] if by_case else 1
+    names, naming_problems = channel_names(declared, count, options)
+    problems += naming_problems
+    expected = [f"{number:04d}" for number in range(count)]
     cases = []
     for case, channels in sorted(by_case.items()):
-        if set(channels) != {"0000"}:
-            problems.append(f"case {case}: several channels ({', '.join(sorted(channels))}); one input channel is supported")
+        if sorted(channels) != expected:
+            problems.append(f"case {case}: channel files {', '.join(sorted(channels))}; the dataset's cases have "
+                            f"{', '.join(expected)}")
             continue
         label = labels.get(case)
         if label is None:
             problems.append(f"case {case}: image {channels['0000']} has no label labelsTr/{case}.nii.gz")
             continue
-        cases.append(Case(case, channels["0000"], label))
+        paths = tuple(zip(names, (channels[number] for number in expected))) if count > 1 else ()
+        cases.append(Case(case, channels["0000"], label, channels=paths))
     problems += [f"label {path} has no image in imagesTr" for stem, path in labels.items() if stem not in by_case]
     if not images:
         problems.append(f"{root / 'imagesTr'} holds no images")
-    data = _read_json(json_file) if json_file else {}
-    channels = _channels(data) if isinstance(data, dict) else ()
     name = str(data.get("name") if isinstance(data, dict) and data.get("name") else root.name)
     return LabelledDataset(
-        name=name, location=root, training=tuple(cases), modality=modality_of_channels(channels), channels=channels,
-        problems=tuple(f"{root}: {problem}" for problem in problems),
+        name=name, location=root, training=tuple(cases), modality=modality_of_channels(names or declared),
+        channels=names, problems=tuple(f"{root}: {problem}" for problem in problems),
     )
 
 
@@ -283,8 +320,8 @@ def _check_case(case: Case, allow_empty: bool) -> tuple[list[str], CaseInfo | No
     from ..errors import InputImageError
     from ..evaluation.run import read_mask
 
-    missing = [f"case {case.id}: {kind} file {path} is missing"
-               for kind, path in (("image", case.image), ("label", case.label)) if not path.exists()]
+    files = [("image", case.image), ("label", case.label)] + [(f"channel {name}", path) for name, path in case.channels[1:]]
+    missing = [f"case {case.id}: {kind} file {path} is missing" for kind, path in files if not path.exists()]
     if missing:
         return missing, None
     problems: list[str] = []
@@ -302,6 +339,11 @@ def _check_case(case: Case, allow_empty: bool) -> tuple[list[str], CaseInfo | No
         problems.append(f"case {case.id}: label {error}")
     if image is None or label is None:
         return problems, None
+    if case.channels:
+        try:
+            read_channels(case.channels, reference=image)
+        except InputImageError as error:
+            problems.append(f"case {case.id}: {error}")
     mismatch = geometry_mismatch(image, label)
     if mismatch:
         problems.append(f"case {case.id}: label geometry differs from the image ({mismatch})")

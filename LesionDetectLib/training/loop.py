@@ -216,16 +216,18 @@ def rule_for(case: Case, default: str) -> str:
 
 
 def prepare_validation(cases: Sequence[Case], spec: ModelSpec, default_rule: str) -> list[ValidationCase]:
-    """Read and prepare validation cases once (exactly as `detect` prepares its input)."""
+    """Read and prepare validation cases once (exactly as `detect` prepares its input, every channel aligned onto
+    the first one's grid)."""
+    from ..channels import model_input_of
     from ..evaluation import RULES, read_mask, reference_lesions
-    from ..io import read_volume
+    from .channel_layout import read_channels
 
     prepared = []
     for case in cases:
-        volume = read_volume(case.image)
+        channels, volume = read_channels(case.channels or [("image", case.image)])
         mask = volume.with_array(read_mask(case.label).array)
         reference = reference_lesions(mask, RULES[rule_for(case, default_rule)])
-        prepared.append(ValidationCase(case, volume, preprocess.prepare_input(volume, spec), reference, mask.array > 0))
+        prepared.append(ValidationCase(case, volume, model_input_of(channels, spec), reference, mask.array > 0))
     return prepared
 
 

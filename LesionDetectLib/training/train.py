@@ -175,8 +175,14 @@ def _saved_split(data: LabelledDataset, saved: dict[str, Any]) -> Split:
 
 
 def _split_record(split: Split) -> dict[str, Any]:
-    return {"method": split.method, "details": split.details, "training": [case.id for case in split.training],
-            "validation": [case.id for case in split.validation]}
+    """The split as ids; with several input channels also each case's channel files (what detect is given)."""
+    record = {"method": split.method, "details": split.details, "training": [case.id for case in split.training],
+              "validation": [case.id for case in split.validation]}
+    channels = {case.id: {name: str(path) for name, path in case.channels}
+                for case in split.training + split.validation if case.channels}
+    if channels:
+        record["channels"] = channels
+    return record
 
 
 def _checked(data: LabelledDataset, split: Split, allow_empty: bool, context) -> list[CaseInfo]:
@@ -235,7 +241,8 @@ def _trainer(context, recipe: Recipe, spec, out_dir: Path, data: LabelledDataset
 
     by_case = {info.case.id: info for info in infos}
     mine = distributed.partition(list(split.training), context, recipe.seed)
-    estimate = sum(_grid_voxels(by_case[case.id], recipe.spacing) for case in mine) * transforms.BYTES_PER_CACHED_VOXEL
+    per_voxel = transforms.cached_bytes_per_voxel(len(data.channels))
+    estimate = sum(_grid_voxels(by_case[case.id], recipe.spacing) for case in mine) * per_voxel
     threads = max(1, (os.cpu_count() or 1) // context.world_size)
     cases = transforms.cached_cases(mine, recipe, recipe.intensity, recipe.modality, out_dir / "cache", estimate, threads)
     bank = None

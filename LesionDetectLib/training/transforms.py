@@ -1,7 +1,8 @@
 """MONAI dictionary transforms for training, and the cached datasets they run on.
 
-Each case is prepared once, by exactly the code inference uses (`preprocess.to_model_grid` and
-`preprocess.normalise_intensity`; the label with nearest-neighbour resampling), and cached in memory
+Each case is prepared once, by exactly the code inference uses (`channels.model_input_of`: every channel
+resampled onto the model grid and normalised, stacked in the network's order; the label with nearest-neighbour
+resampling), and cached in memory
 (`monai.data.CacheDataset`) or on disk (`monai.data.PersistentDataset`). The random part then runs per
 sample: optional lesion copy-paste, positive/negative patch sampling, flips, small rotations and scaling,
 intensity augmentation. Imports torch and MONAI at module level: only training imports this module.
@@ -13,6 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,46 +24,66 @@ from monai.transforms import MapTransform, RandomizableTransform
 
 from .. import preprocess
 from ..resources import available_memory_bytes
-from .dataset import Case, read_image
+from .channel_layout import read_channels
+from .dataset import Case
 from .recipe import Recipe
 
-IMAGE, LABEL, BODY, CENTRES = "image", "label", "body", "centre_indices"
-BYTES_PER_CACHED_VOXEL = 4 + 1 + 1  # float32 image, uint8 label, uint8 body mask
+IMAGE, LABEL, BODY, CENTRES, CHANNELS = "image", "label", "body", "centre_indices", "channels"
+BYTES_PER_CACHED_VOXEL = 4 + 1 + 1  # float32 image (one channel), uint8 label, uint8 body mask
 # the patch-centre classes: outside the body (never a centre), normal body, mined hard negative, lesion
 OUTSIDE, NORMAL, HARD_NEGATIVE, LESION = range(4)
 
 
-def case_item(case: Case) -> dict[str, str]:
+def case_item(case: Case) -> dict[str, Any]:
     """The datalist item MONAI datasets see for a case (plain strings, so it hashes for the disk cache)."""
-    return {"case": case.id, IMAGE: str(case.image), LABEL: str(case.label)}
+    item: dict[str, Any] = {"case": case.id, IMAGE: str(case.image), LABEL: str(case.label)}
+    if case.channels:
+        item[CHANNELS] = [[name, str(path)] for name, path in case.channels]
+    return item
 
 
-def prepare_case(image_path: str | Path, label_path: str | Path, spacing, intensity: dict):
-    """(image ``[1,x,y,z]`` float32, label ``[1,x,y,z]`` uint8 0/1, body ``[1,x,y,z]`` uint8) on the model grid.
+@dataclass(frozen=True)
+class Preprocessing:
+    """What `preprocess.prepare_input` reads of a model spec: the model grid's spacing and the intensity settings."""
 
-    The image goes through `preprocess.to_model_grid` + `preprocess.normalise_intensity`, i.e. what
-    `preprocess.prepare` does at inference; the label through `to_model_grid(..., interpolate="nearest")`.
+    spacing: tuple[float, float, float]
+    intensity: dict
+
+
+def prepare_case(image_path: str | Path, label_path: str | Path, spacing, intensity: dict,
+                 channels: Sequence[tuple[str, str | Path]] = ()):
+    """(image ``[C,x,y,z]`` float32, label ``[1,x,y,z]`` uint8 0/1, body ``[1,x,y,z]`` uint8) on the model grid.
+
+    The image is what `detect` gives the network (`channels.model_input_of`): with ``channels`` ((name, path) of
+    each, the first being ``image_path``), every channel aligned onto the first's grid and normalised; the body
+    is the first channel's. The label goes through `to_model_grid(..., interpolate="nearest")`.
     """
+    from ..channels import model_input_of
     from ..evaluation.run import read_mask
 
-    volume = read_image(image_path)
-    resampled, grid = preprocess.to_model_grid(volume, spacing)
-    image = preprocess.normalise_intensity(resampled, intensity)
+    volumes, volume = read_channels([(name, Path(path)) for name, path in channels] or [("image", Path(image_path))])
+    model_input = model_input_of(volumes, Preprocessing(tuple(spacing), intensity))
     mask = volume.with_array(read_mask(label_path).array)  # same grid as the image (checked by the dataset)
     label, _ = preprocess.to_model_grid(mask, spacing, interpolate="nearest")
-    body = preprocess.body_mask(resampled, intensity["kind"])
-    return image[None], (label > 0.5).astype(np.uint8)[None], body.astype(np.uint8)[None]
+    body = model_input.foreground.astype(np.uint8)[None]
+    return model_input.image, (label > 0.5).astype(np.uint8)[None], body
+
+
+def cached_bytes_per_voxel(channels: int) -> int:
+    """Bytes a prepared case holds per model-grid voxel with ``channels`` input channels."""
+    return BYTES_PER_CACHED_VOXEL + 4 * (max(1, channels) - 1)
 
 
 class LoadPreprocessd(MapTransform):
-    """Read a case's image and label and put them on the model grid (deterministic, so MONAI caches it)."""
+    """Read a case's channels and label and put them on the model grid (deterministic, so MONAI caches it)."""
 
     def __init__(self, spacing, intensity: dict):
         super().__init__(keys=[IMAGE, LABEL])
         self.spacing, self.intensity = tuple(spacing), dict(intensity)
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        image, label, body = prepare_case(data[IMAGE], data[LABEL], self.spacing, self.intensity)
+        image, label, body = prepare_case(data[IMAGE], data[LABEL], self.spacing, self.intensity,
+                                          [tuple(pair) for pair in data.get(CHANNELS, ())])
         return {"case": data["case"], IMAGE: torch.from_numpy(image), LABEL: torch.from_numpy(label),
                 BODY: torch.from_numpy(body)}
 
