@@ -114,15 +114,14 @@ def test_brain_model_on_the_shipped_ms_sample_gives_its_documented_result(sample
     assert counts.lesions == 24 and counts.fp <= 2
 
 
-MS_SAMPLE_FOUND, MS_SAMPLE_FALSE_POSITIVES = 5, 35  # README model card of ms-flair-lesions
+MS_SAMPLE_FOUND, MS_SAMPLE_FALSE_POSITIVES = 4, 1  # README model card of ms-flair-lesions
 
 
 def test_ms_model_on_the_shipped_ms_sample_gives_its_documented_result(sample):
-    """README model card: on patient 07 (held out of its training) it finds 5 of the 24 MS lesions and marks
-    35 regions outside them."""
+    """README model card: on patient 07 (one of its four training patients) it finds 4 of the 24 MS lesions and
+    marks 1 region outside them."""
     spec = load_model("ms-flair-lesions").spec
-    assert SAMPLES["ms-flair"].case_id in spec.provenance["dataset"]["validation_case_ids"]
-    assert SAMPLES["ms-flair"].case_id not in spec.provenance["dataset"]["training_case_ids"]
+    assert SAMPLES["ms-flair"].case_id in spec.provenance["dataset"]["training_case_ids"]
     result = detect(sample, load_model("ms-flair-lesions"), device="cpu")
     counts = matched(result, read_volume(sample_path(SAMPLES["ms-flair"].reference)), "ms")
     assert counts.lesions == 24 and counts.tp >= MS_SAMPLE_FOUND and counts.fp <= MS_SAMPLE_FALSE_POSITIVES
