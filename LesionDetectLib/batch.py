@@ -34,6 +34,7 @@ class DetectOptions:
     surface_format: str | None = None
     resume: bool = False
     dicom_seg: bool = False
+    skull_strip: bool = True
 
 
 @dataclass
@@ -81,6 +82,7 @@ def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCac
         min_volume_mm3=options.min_volume_mm3,
         max_lesions=options.max_lesions, device=options.device, batch_size=options.batch_size,
         overlap=options.overlap, force_modality=options.force_modality, progress=progress,
+        skull_strip=options.skull_strip,
     )
     progress("write", 0.95, f"writing outputs to {out_dir}")
     result.write(out_dir, volume_stem(path), options.save_probability, options.surface_format)

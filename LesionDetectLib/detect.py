@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .brain_mask import ENGINE as SKULL_STRIP_ENGINE
+from .brain_mask import mask_outside_brain, needs_skull_strip, strip_skull
 from .bundles import Model, load_model
 from .errors import ModalityMismatchError
 from .input_checks import input_warnings
@@ -41,11 +43,14 @@ def detect(
     overlap: float | None = None,
     force_modality: bool = False,
     progress: ProgressCallback = _silent,
+    skull_strip: bool = True,
 ) -> DetectionResult:
     """Find lesions in ``volume`` with ``model`` (a `Model` or a name/path); settings default to the model's.
 
     ``threshold`` decides which regions are lesions (their highest probability reaches it) and
     ``outline_threshold`` how far each extends; the outline threshold is never above the threshold.
+    ``skull_strip``: a brain MRI with skull and scalp, given a model that needs a skull-stripped brain, is
+    stripped first (`brain_mask`): the model sees the brain alone and lesions lie inside the brain mask.
     """
     from . import infer, lesions, preprocess
 
@@ -66,12 +71,19 @@ def detect(
         warnings.append(message)
         progress("warning", 0.1, message)
 
-    for message in input_warnings(volume, spec.input_requirements):
+    brain = None
+    if skull_strip and needs_skull_strip(volume, spec.input_requirements):
+        progress("preprocess", 0.05, f"skull stripping with {SKULL_STRIP_ENGINE}")
+        brain = strip_skull(volume)
+        warn(f"the input was not skull-stripped: LesionDetect stripped it with {SKULL_STRIP_ENGINE} and looked for "
+             "lesions inside that brain mask only (--no-skull-strip to skip)")
+    model_volume = volume if brain is None else mask_outside_brain(volume, brain)
+    for message in input_warnings(model_volume, spec.input_requirements):
         warn(message)
     check_memory(volume.array.shape, preprocess.model_grid(volume, tuple(spec.spacing)).size, tuple(spec.patch_size),
                  batch_size or infer.default_batch_size(spec.batch_size, device), spec.overlap if overlap is None else overlap)
     progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
-    model_input = preprocess.prepare_input(volume, spec)
+    model_input = preprocess.prepare_input(model_volume, spec)
     progress("inference", 0.15, f"{spec.network['name']} on {device}, grid {model_input.grid.size}")
     model_probability, device = infer.model_grid_probability(
         model.network, model_input, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
@@ -81,14 +93,16 @@ def detect(
     )
     progress("postprocess", 0.85, "probabilities onto the input grid")
     probability = preprocess.to_input_grid(model_probability, model_input.grid, volume)
-    del model_probability, model_input  # free the model-grid arrays before full-resolution post-processing
+    del model_probability, model_input, model_volume  # free the model-grid arrays before full-resolution post-processing
+    if brain is not None:
+        probability[brain.array == 0] = 0.0
     progress("postprocess", 0.87, "connected components and measurements")
     found, label_map = lesions.from_probability(
         probability, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
     )
     settings = {
         "threshold": threshold, "outline_threshold": outline_threshold, "min_volume_mm3": min_volume_mm3,
-        "max_lesions": max_lesions,
+        "max_lesions": max_lesions, "skull_strip": SKULL_STRIP_ENGINE if brain is not None else None,
         "device": device, "model": model.name, "model_version": spec.version,
     }
     return DetectionResult(
