@@ -12,8 +12,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import SHARED_DATA, make_volume, needs_shared_data, write_threshold_bundle
-from test_input_checks import head
+from conftest import SHARED_DATA, make_volume, needs_shared_data, oblique_direction, write_threshold_bundle
 
 from LesionDetectLib import brain_mask
 from LesionDetectLib.bundles import default_model_for, load_model
@@ -64,15 +63,46 @@ def test_mask_lies_on_the_input_grid_where_the_engine_put_it(monkeypatch):
     assert np.linalg.norm(ras_centres.mean(0) - lps_to_ras(centre)) < 0.5  # Slicer's RAS sees it in the same place
 
 
+HEAD_SPACING = (3.0, 2.5, 3.5)
+LESION_RADIUS_MM = 20.0
+MR_INTENSITY = {"kind": "mr", "percentiles": [0.5, 99.5]}  # clipped to the foreground's percentiles, z-scored
+
+
+def head(skull: bool) -> Volume:
+    """A small head on an oblique, anisotropic grid: a brain (1.3 L, 400) holding one bright lesion (700, 20 mm
+    radius) on a zero background; with ``skull``, inside a dark skull and a bright scalp (2.8 L of tissue in all)
+    in noisy air, so that a model that needs a stripped brain sees the whole head as bright tissue."""
+    shape = (60, 90, 64)
+    offsets = np.indices(shape, dtype=np.float32) - np.array([(n - 1) / 2 for n in shape]).reshape(3, 1, 1, 1)
+    offsets *= np.array(HEAD_SPACING[::-1], np.float32).reshape(3, 1, 1, 1)  # mm from the centre along k, j, i
+
+    def ellipsoid(radii_mm):
+        return sum((o / r) ** 2 for o, r in zip(offsets, radii_mm)) <= 1.0
+
+    array = np.zeros(shape, np.float32)
+    if skull:
+        array += np.random.default_rng(0).normal(8, 3, shape).astype(np.float32).clip(0)
+        array[ellipsoid((85, 100, 80))] = 300.0
+        array[ellipsoid((77, 92, 72))] = 20.0
+    array[ellipsoid((60, 72, 70))] = 400.0
+    array[ellipsoid((LESION_RADIUS_MM,) * 3)] = 700.0
+    return Volume(array, HEAD_SPACING, (-90.0, 120.0, -30.0), oblique_direction(), "head")
+
+
 def brain_by_intensity(image):
     """Stand-in engine for `head`: its brain is the only tissue brighter than 350."""
     return image > 350.0
 
 
+def write_brain_bundle(folder):
+    """A threshold model on a 3 mm grid that needs a skull-stripped MR input."""
+    return write_threshold_bundle(folder, modality="MR", input_requirements=[SKULL_STRIPPED], spacing=[3.0] * 3,
+                                  intensity=MR_INTENSITY, **{"name": "test-brain"})
+
+
 @pytest.fixture
 def brain_bundle(tmp_path):
-    return load_model(write_threshold_bundle(tmp_path / "mr", modality="MR", input_requirements=[SKULL_STRIPPED],
-                                             **{"name": "test-brain"}))
+    return load_model(write_brain_bundle(tmp_path / "mr"))
 
 
 def test_unstripped_head_is_stripped_and_lesions_stay_inside_the_brain(monkeypatch, brain_bundle):
@@ -82,7 +112,9 @@ def test_unstripped_head_is_stripped_and_lesions_stay_inside_the_brain(monkeypat
     assert np.any((unstripped.label_map > 0) & ~brain)  # today: the scalp is marked
     monkeypatch.setattr(brain_mask, "robex_mask_image", brain_by_intensity)
     result = detect(volume, brain_bundle)
-    assert result.lesions and not np.any((result.label_map > 0) & ~brain)
+    (lesion,) = result.lesions  # the bright lesion alone, not the brain or the head
+    assert 0.7 < lesion.volume_mm3 / (4 / 3 * np.pi * LESION_RADIUS_MM**3) < 1.5
+    assert not np.any((result.label_map > 0) & ~brain)
     assert result.label_map.shape == volume.array.shape and result.volume is volume
     assert result.settings["skull_strip"] == brain_mask.ENGINE
     assert any("stripped it with ROBEX" in warning for warning in result.warnings)
@@ -103,7 +135,8 @@ def test_no_skull_strip_keeps_todays_behaviour(monkeypatch, brain_bundle):
 def test_stripped_scans_and_models_without_the_requirement_are_left_alone(monkeypatch, brain_bundle, tmp_path):
     monkeypatch.setattr(brain_mask, "robex_mask_image", refuse_to_run)
     assert detect(head(skull=False), brain_bundle).settings["skull_strip"] is None
-    any_mr = load_model(write_threshold_bundle(tmp_path / "any", modality="MR"))
+    any_mr = load_model(write_threshold_bundle(tmp_path / "any", modality="MR", spacing=[3.0] * 3,
+                                               intensity=MR_INTENSITY))
     assert detect(head(skull=True), any_mr).settings["skull_strip"] is None
 
 
@@ -116,8 +149,7 @@ def test_missing_library_names_the_package_and_the_switch(monkeypatch, brain_bun
 def test_cli_switch(monkeypatch, tmp_path, capsys):
     from LesionDetectLib.cli import main
 
-    bundle = write_threshold_bundle(tmp_path / "mr", modality="MR", input_requirements=[SKULL_STRIPPED],
-                                    **{"name": "test-brain"})
+    bundle = write_brain_bundle(tmp_path / "mr")
     path = tmp_path / "head.nrrd"
     sitk.WriteImage(head(skull=True).to_sitk(), str(path))
     monkeypatch.setattr(brain_mask, "robex_mask_image", refuse_to_run)
@@ -158,8 +190,7 @@ WHOLE_HEAD_ML = 100.0  # the shipped model's one "lesion" was 474 mL (brain1) an
 @needs_shared_data
 @needs_robex
 def test_unstripped_real_scans_give_no_whole_head_lesion(relative, tumour, monkeypatch):
-    import LesionDetectLib.detect as detect_module
-
+    detect_module = importlib.import_module("LesionDetectLib.detect")  # the package's `detect` is the function
     masks = []
 
     def kept_strip_skull(volume):
