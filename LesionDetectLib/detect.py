@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .brain_mask import ENGINE as SKULL_STRIP_ENGINE
-from .brain_mask import mask_outside_brain, needs_skull_strip, strip_skull
+from .brain_mask import has_skull, mask_outside_brain, strip_skull
 from .bundles import Model, load_model
 from .errors import ModalityMismatchError
-from .input_checks import input_warnings
+from .input_checks import SKULL_STRIPPED, input_warnings
 from .io import validate_volume
 from .resources import check_memory
 from .result import DetectionResult
@@ -71,14 +71,17 @@ def detect(
         warnings.append(message)
         progress("warning", 0.1, message)
 
-    brain = None
-    if skull_strip and needs_skull_strip(volume, spec.input_requirements):
-        progress("preprocess", 0.05, f"skull stripping with {SKULL_STRIP_ENGINE}")
-        brain = strip_skull(volume)
-        warn(f"the input was not skull-stripped: LesionDetect stripped it with {SKULL_STRIP_ENGINE} and looked for "
-             "lesions inside that brain mask only (--no-skull-strip to skip)")
+    requirements, brain = spec.input_requirements, None
+    if skull_strip and SKULL_STRIPPED in requirements:
+        if has_skull(volume):
+            progress("preprocess", 0.05, f"skull stripping with {SKULL_STRIP_ENGINE}")
+            brain = strip_skull(volume)
+            warn(f"the input was not skull-stripped: LesionDetect stripped it with {SKULL_STRIP_ENGINE} and looked "
+                 "for lesions inside that brain mask only (--no-skull-strip to skip)")
+        else:  # just checked: a brain alone
+            requirements = [name for name in requirements if name != SKULL_STRIPPED]
     model_volume = volume if brain is None else mask_outside_brain(volume, brain)
-    for message in input_warnings(model_volume, spec.input_requirements):
+    for message in input_warnings(model_volume, requirements):  # after stripping: is the masked input a brain?
         warn(message)
     check_memory(volume.array.shape, preprocess.model_grid(volume, tuple(spec.spacing)).size, tuple(spec.patch_size),
                  batch_size or infer.default_batch_size(spec.batch_size, device), spec.overlap if overlap is None else overlap)
