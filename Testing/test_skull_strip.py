@@ -183,7 +183,9 @@ WHOLE_HEAD_ML = 100.0  # the shipped model's one "lesion" was 474 mL (brain1) an
 
 @pytest.mark.parametrize("relative, tumour", [
     ("real-tumour-mri/brain1_image.nrrd", "real-tumour-mri/brain1_label.nrrd"),
-    ("real-tumour-mri/ReMIND-022/t2.nii.gz", "real-tumour-mri/ReMIND-022/t2_mask.nii.gz"),
+    pytest.param("real-tumour-mri/ReMIND-022/t2.nii.gz", "real-tumour-mri/ReMIND-022/t2_mask.nii.gz",
+                 marks=pytest.mark.xfail(strict=True, reason="measured once: no whole-head lesion any more, but a "
+                                         "114 mL region inside the brain mask (a T2 is not a FLAIR; README)")),
 ], ids=["pyradiomics-brain1", "remind-022-t2"])
 @pytest.mark.shared_data
 @pytest.mark.slow
