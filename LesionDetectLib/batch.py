@@ -37,6 +37,7 @@ class DetectOptions:
     dicom_seg: bool = False
     channels: tuple[tuple[str, Path], ...] = ()  # the other sequences of a multi-channel model: (name, path)
     case_table: CaseTable | None = None  # each case's sequences and output name (`lesiondetect detect cases.csv`)
+    skull_strip: bool = True
 
 
 @dataclass
@@ -86,6 +87,7 @@ def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCac
         min_volume_mm3=options.min_volume_mm3,
         max_lesions=options.max_lesions, device=options.device, batch_size=options.batch_size,
         overlap=options.overlap, force_modality=options.force_modality, progress=progress,
+        skull_strip=options.skull_strip,
     )
     progress("write", 0.95, f"writing outputs to {out_dir}")
     result.write(out_dir, stem, options.save_probability, options.surface_format)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .brain_mask import ENGINE as SKULL_STRIP_ENGINE
+from .brain_mask import has_skull, mask_outside_brain, strip_skull
 from .bundles import Model, load_model
 from .channels import Inputs, align_channels, model_input_of
 from .errors import ModalityMismatchError
-from .input_checks import input_warnings
+from .input_checks import SKULL_STRIPPED, input_warnings
 from .resources import check_memory
 from .result import DetectionResult
 from .volume import Volume
@@ -41,6 +43,7 @@ def detect(
     overlap: float | None = None,
     force_modality: bool = False,
     progress: ProgressCallback = _silent,
+    skull_strip: bool = True,
 ) -> DetectionResult:
     """Find lesions in ``volume`` with ``model`` (a `Model` or a name/path); settings default to the model's.
 
@@ -49,6 +52,8 @@ def detect(
 
     ``threshold`` decides which regions are lesions (their highest probability reaches it) and
     ``outline_threshold`` how far each extends; the outline threshold is never above the threshold.
+    ``skull_strip``: a brain MRI with skull and scalp, given a model that needs a skull-stripped brain, is
+    stripped first (`brain_mask`): the model sees the brain alone and lesions lie inside the brain mask.
     """
     from . import infer, lesion_boxes, lesions, preprocess
 
@@ -69,7 +74,17 @@ def detect(
         warnings.append(message)
         progress("warning", 0.1, message)
 
-    for message in input_warnings(volume, spec.input_requirements):
+    requirements, brain = spec.input_requirements, None
+    if skull_strip and SKULL_STRIPPED in requirements:
+        if has_skull(volume):
+            progress("preprocess", 0.05, f"skull stripping with {SKULL_STRIP_ENGINE}")
+            brain = strip_skull(volume)
+            warn(f"the input was not skull-stripped: LesionDetect stripped it with {SKULL_STRIP_ENGINE} and looked "
+                 "for lesions inside that brain mask only (--no-skull-strip to skip)")
+        else:  # just checked: a brain alone
+            requirements = [name for name in requirements if name != SKULL_STRIPPED]
+    model_volume = volume if brain is None else mask_outside_brain(volume, brain)
+    for message in input_warnings(model_volume, requirements):  # after stripping: is the masked input a brain?
         warn(message)
     check_memory(volume.array.shape, preprocess.model_grid(volume, tuple(spec.spacing)).size, tuple(spec.patch_size),
                  batch_size or infer.default_batch_size(spec.batch_size, device), spec.overlap if overlap is None else overlap)
@@ -89,7 +104,7 @@ def detect(
             return bundle_map
     else:
         progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
-        model_input = model_input_of(channels, spec)
+        model_input = model_input_of([model_volume, *channels[1:]], spec)
         progress("inference", 0.15, f"{spec.network['name']} on {device}, grid {model_input.grid.size}")
         model_probability, device = infer.model_grid_probability(
             model.network, model_input, tuple(spec.patch_size), spec.overlap if overlap is None else overlap,
@@ -99,16 +114,19 @@ def detect(
         )
         progress("postprocess", 0.85, "connected components and measurements")
         grid = model_input.grid
-        del model_input  # free the model-grid image and masks before post-processing
+        del model_input, model_volume  # free the model-grid image and masks before post-processing
+        inside = None if brain is None else brain.array > 0
         found, label_map = lesion_boxes.find_lesions(
-            model_probability, grid, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
+            model_probability, grid, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold,
+            inside=inside,
         )
 
         def probability():
-            return preprocess.to_input_grid(model_probability, grid, volume)
+            full = preprocess.to_input_grid(model_probability, grid, volume)
+            return full if inside is None else full * inside
     settings = {
         "threshold": threshold, "outline_threshold": outline_threshold, "min_volume_mm3": min_volume_mm3,
-        "max_lesions": max_lesions,
+        "max_lesions": max_lesions, "skull_strip": SKULL_STRIP_ENGINE if brain is not None else None,
         "device": device, "model": model.name, "model_version": spec.version,
     }
     return DetectionResult(

