@@ -111,9 +111,15 @@ def background_value(array: np.ndarray, min_fraction: float = 0.1) -> float | No
 
 
 def foreground_mask(array: np.ndarray) -> np.ndarray:
-    """Voxels that are not the constant background (all voxels when there is none)."""
+    """Voxels that are not the constant background (all voxels when there is none).
+
+    After linear resampling a background of ``c`` ≠ 0 comes back as ``c`` ± float rounding, so "not the
+    background" means further from it than 1e-5 of the intensity range (the same voxels whatever the scale).
+    """
     background = background_value(array)
-    return np.ones(array.shape, bool) if background is None else array != background
+    if background is None:
+        return np.ones(array.shape, bool)
+    return np.abs(array - background) > 1e-5 * float(np.ptp(array))
 
 
 def body_mask(resampled: np.ndarray, kind: str, scanned: np.ndarray | None = None) -> np.ndarray:
