@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from .brain_mask import ENGINE as SKULL_STRIP_ENGINE
 from .brain_mask import has_skull, mask_outside_brain, strip_skull
 from .bundles import Model, load_model
 from .channels import Inputs, align_channels, model_input_of
 from .errors import ModalityMismatchError
 from .input_checks import SKULL_STRIPPED, input_warnings
+from .progress import ProgressCallback
 from .resources import check_memory
 from .result import DetectionResult
 from .volume import Volume
-
-ProgressCallback = Callable[[str, float, str], None]
 
 
 def _silent(stage: str, fraction: float, message: str) -> None:
