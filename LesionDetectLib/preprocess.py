@@ -181,8 +181,3 @@ def prepare_input(volume: Volume, spec) -> ModelInput:
     foreground = body_mask(resampled, spec.intensity["kind"], scanned)
     return ModelInput(normalise_intensity(resampled, spec.intensity)[None], grid, foreground, scanned)
 
-
-def prepare(volume: Volume, spec) -> tuple[np.ndarray, Grid]:
-    """The network's input for ``volume`` under a `bundles.ModelSpec`: ``[1, x, y, z]`` float32 and its grid."""
-    model_input = prepare_input(volume, spec)
-    return model_input.image, model_input.grid

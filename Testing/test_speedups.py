@@ -151,13 +151,12 @@ def test_body_mask_is_not_air_for_ct_and_not_background_for_mr():
     assert preprocess.body_mask(noisy, "mr").all()
 
 
-def test_prepare_still_returns_image_and_grid(tmp_path):
+def test_model_input_and_its_masks_lie_on_the_model_grid(tmp_path):
     volume = make_volume(background=-1000.0)
     spec = load_model(write_threshold_bundle(tmp_path / "bundle")).spec
-    image, grid = preprocess.prepare(volume, spec)
     model_input = preprocess.prepare_input(volume, spec)
-    np.testing.assert_array_equal(image, model_input.image)
-    assert grid == model_input.grid and model_input.foreground.shape == image.shape[1:]
+    assert model_input.grid == preprocess.model_grid(volume, tuple(spec.spacing))
+    assert model_input.image.shape[1:] == model_input.foreground.shape == model_input.scanned.shape
 
 
 def test_resampling_back_needs_no_full_resolution_reference_image():

@@ -232,7 +232,7 @@ def test_training_arrays_are_the_inference_preprocessing(dataset):
     intensity = {"kind": "mr", "percentiles": [0.5, 99.5]}
     image, label, body = prepare_case(case.image, case.label, (1.5, 1.5, 1.5), intensity)
     spec = argparse.Namespace(spacing=[1.5, 1.5, 1.5], intensity=intensity)
-    expected, grid = preprocess.prepare(read_volume(case.image), spec)
+    expected = preprocess.prepare_input(read_volume(case.image), spec).image
     np.testing.assert_array_equal(image, expected)
     assert label.shape == body.shape == expected.shape and set(np.unique(label)) == {0, 1}
     assert body[label > 0].all()  # the lesion lies inside the body mask
