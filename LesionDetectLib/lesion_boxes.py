@@ -38,9 +38,16 @@ def find_lesions(
     from the candidate boxes only; with ``inside`` (a ``[k, j, i]`` mask on that grid) only inside it."""
     outline = threshold if outline_threshold is None else min(outline_threshold, threshold)
     image = grid_image(model_probability, grid)
-    regions = ((box, probability_in_box(image, volume, box) * (1 if inside is None else inside[box]))
+    regions = ((box, masked(probability_in_box(image, volume, box), None if inside is None else inside[box]))
                for box in candidate_boxes(model_probability, grid, volume, outline, threshold))
     return from_probability(regions, volume, threshold, min_volume_mm3, max_lesions, measure_surfaces, outline)
+
+
+def masked(probability: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+    """``probability`` zeroed outside ``inside`` in place (unchanged, and not copied, without a mask)."""
+    if inside is not None:
+        probability[~inside] = 0.0
+    return probability
 
 
 def probability_in_box(model_image, volume: Volume, box: Box) -> np.ndarray:
