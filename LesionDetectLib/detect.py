@@ -18,6 +18,17 @@ def _silent(stage: str, fraction: float, message: str) -> None:
     """Default progress callback: report nothing."""
 
 
+def _memory_window(spec, grid_size) -> tuple[int, ...]:
+    """The window whose activations bound the memory: the model's patch, or the image itself for a MONAI
+    detection bundle that runs on the whole (smaller) image at once."""
+    if spec.pipeline and spec.pipeline["task"] == "detection":
+        from .monai_bundle.detection import runs_whole_image
+
+        if runs_whole_image(spec.pipeline, grid_size):
+            return tuple(int(n) for n in grid_size)
+    return tuple(spec.patch_size)
+
+
 def check_modality(volume: Volume, model: Model, force: bool = False) -> None:
     """Refuse an input whose known modality differs from the model's (CT vs MR) unless forced."""
     if force or volume.modality is None or volume.modality == model.spec.modality:
@@ -83,7 +94,8 @@ def detect(
     model_volume = volume if brain is None else mask_outside_brain(volume, brain)
     for message in input_warnings(model_volume, requirements):  # after stripping: is the masked input a brain?
         warn(message)
-    check_memory(volume.array.shape, preprocess.model_grid(volume, tuple(spec.spacing)).size, tuple(spec.patch_size),
+    grid_size = preprocess.model_grid(volume, tuple(spec.spacing)).size
+    check_memory(volume.array.shape, grid_size, _memory_window(spec, grid_size),
                  batch_size or infer.default_batch_size(spec.batch_size, device), spec.overlap if overlap is None else overlap)
     if spec.pipeline:  # an imported MONAI bundle: its own preprocessing, inferer and outputs
         from .monai_bundle.inference import bundle_probability

@@ -48,18 +48,24 @@ def detector(network, pipeline: dict[str, Any], device: str):
     return found.eval()
 
 
+def runs_whole_image(pipeline: dict[str, Any], grid_size) -> bool:
+    """Whether the detector runs on the whole image at once (as `detect_boxes` decides): an image within the
+    inferer's window, unless the bundle forces the sliding window."""
+    roi = pipeline["inferer"]["roi_size"]
+    return not pipeline.get("force_sliding_window", False) and all(int(s) <= int(r) for s, r in zip(grid_size, roi))
+
+
 def detect_boxes(network, image: np.ndarray, pipeline: dict[str, Any], device: str) -> tuple[np.ndarray, np.ndarray]:
     """(boxes ``[N, 6]`` as x1 y1 z1 x2 y2 z2 in model-grid voxel indices, scores ``[N]``) for ``[C, x, y, z]``."""
     import torch
 
     model = detector(network, pipeline, device)
-    roi = pipeline["inferer"]["roi_size"]
-    use_inferer = pipeline.get("force_sliding_window", False) or any(s > r for s, r in zip(image.shape[1:], roi))
+    use_inferer = not runs_whole_image(pipeline, image.shape[1:])
     with torch.inference_mode():
         output = model([torch.from_numpy(np.ascontiguousarray(image, np.float32)).to(device)], use_inferer=use_inferer)
     result = output[0]
-    boxes = result["box"].detach().cpu().numpy().astype(np.float64).reshape(-1, 6)
-    scores = result["label_scores"].detach().cpu().numpy().astype(np.float64).reshape(-1)
+    boxes = result[model.target_box_key].detach().cpu().numpy().astype(np.float64).reshape(-1, 6)
+    scores = result[model.pred_score_key].detach().cpu().numpy().astype(np.float64).reshape(-1)
     size = np.asarray(image.shape[1:], float)
     boxes[:, :3] = np.clip(boxes[:, :3], 0, size)  # as the bundle's ClipBoxToImaged
     boxes[:, 3:] = np.clip(boxes[:, 3:], 0, size)
