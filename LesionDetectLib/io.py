@@ -1,4 +1,4 @@
-"""Reading volumes and label masks (NIfTI, NRRD, MHA/MHD, DICOM series folders) with SimpleITK, and input validation.
+"""Reading volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) and label masks into `Volume`s, and input validation.
 
 Before ITK opens a file, `image_files` checks that it (and every data file its header names) is a regular file
 and that its header holds nothing ITK would silently replace; NIfTI and compressed MetaImage data must be
@@ -6,6 +6,7 @@ complete and float NIfTI data finite. The header must then describe an image tha
 series must have evenly spaced slices of one orientation, size and pixel spacing (ITK only warns about a
 missing slice, and stacks any slices it is given). The native readers' own messages on stderr are silenced:
 the `InputImageError` carries the reason in one line. Reads may come from several threads: they take turns.
+SimpleITK reads every file, except label NRRDs in LPS/RAS space, which pynrrd reads (`read_mask`).
 """
 
 from __future__ import annotations
