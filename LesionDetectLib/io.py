@@ -1,11 +1,12 @@
-"""Reading volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) with SimpleITK, and input validation.
+"""Reading volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) and label masks into `Volume`s, and input validation.
 
 Before ITK opens a file, `image_files` checks that it (and every data file its header names) is a regular file
 and that its header holds nothing ITK would silently replace; NIfTI and compressed MetaImage data must be
 complete and float NIfTI data finite. The header must then describe an image that fits in memory. A DICOM
 series must have evenly spaced slices of one orientation, size and pixel spacing (ITK only warns about a
 missing slice, and stacks any slices it is given). The native readers' own messages on stderr are silenced:
-the `InputImageError` carries the reason in one line.
+the `InputImageError` carries the reason in one line. Reads may come from several threads: they take turns.
+SimpleITK reads every file, except label NRRDs in LPS/RAS space, which pynrrd reads (`read_mask`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,22 +23,31 @@ from pathlib import Path
 import numpy as np
 
 from .cancellation import shielded
-from .errors import InputImageError
+from .errors import DatasetError, InputImageError
 from .image_files import check_before_reading, check_folder, check_metaimage_complete, check_regular_file
 from .resources import check_read_memory
-from .volume import Volume
+from .volume import LPS_TO_RAS, Volume
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.nrrd")
 MIN_SPACING_MM, MAX_SPACING_MM = 1e-3, 100.0
 MAX_EXTENT_MM = 3000.0  # a whole body is < 2.1 m long: a volume spanning more has an implausible spacing
+_SILENCING = threading.RLock()  # fd 2 is the process's own: one silenced read at a time (DICOM reads re-enter)
+
+
+def image_stem(name: str) -> str | None:
+    """The file name without its image suffix (``CT.nii.gz`` → ``CT``), or None when it has none."""
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return None
 
 
 def volume_stem(path: str | Path) -> str:
     """Output name for an input: ``CT.nii.gz`` → ``CT``; a DICOM folder → the folder's name."""
     name = Path(path).name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
+    stem = image_stem(name)
+    if stem is not None:
+        return stem
     return Path(name).stem if Path(path).is_file() else name
 
 
@@ -153,27 +164,43 @@ def _itk_reason(error: RuntimeError) -> str:
 
 @contextmanager
 def _native_output_silenced() -> Iterator[None]:
-    """ITK, NIfTI, MetaIO and GDCM print diagnostics on the process's own stderr: hide them during a read."""
+    """ITK, NIfTI, MetaIO and GDCM print diagnostics on the process's own stderr: hide them during a read.
+
+    Threads take turns (a second one would save the first one's /dev/null as the stderr to restore).
+    """
     import SimpleITK as sitk
 
-    warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        saved = None
-    try:
-        if saved is not None:
-            with open(os.devnull, "wb") as null:
-                os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        with shielded():  # a signal must not leave stderr pointing at /dev/null
+    with _SILENCING:
+        warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            saved = None
+        try:
             if saved is not None:
-                os.dup2(saved, 2)
-                os.close(saved)
-            sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+                with open(os.devnull, "wb") as null:
+                    os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            with shielded():  # a signal must not leave stderr pointing at /dev/null
+                if saved is not None:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Silence the native readers, and turn their errors into one-line `InputImageError`s naming ``path``."""
+    try:
+        with _native_output_silenced():
+            yield
+    except RuntimeError as error:
+        raise InputImageError(f"{path}: not a readable image ({_itk_reason(error)})") from None
+    except OSError as error:
+        raise InputImageError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
 def check_image_file(path: Path) -> str:
@@ -207,13 +234,8 @@ def _read_image(path: Path, series_uid: str | None):
         is_folder = path.is_dir()
     except OSError as error:
         raise InputImageError(f"{path}: cannot be read ({error.strerror or error})") from None
-    try:
-        with _native_output_silenced():
-            return _read_dicom_folder(path, series_uid) if is_folder else _read_file(path)
-    except RuntimeError as error:
-        raise InputImageError(f"{path}: not a readable image ({_itk_reason(error)})") from None
-    except OSError as error:
-        raise InputImageError(f"{path}: cannot be read ({error.strerror or error})") from None
+    with _reading(path):
+        return _read_dicom_folder(path, series_uid) if is_folder else _read_file(path)
 
 
 def _dicom_modality(image) -> str | None:
@@ -249,6 +271,78 @@ def read_volume(path: str | Path, series_uid: str | None = None, name: str | Non
     volume = Volume.from_sitk(image, name=name or volume_stem(path), modality=_dicom_modality(image))
     validate_volume(volume, source=str(path))
     return volume if volume.modality else replace(volume, modality=guess_modality(volume.array))
+
+
+def read_mask(path: str | Path, keep_labels: bool = False) -> Volume:
+    """A label image file (NIfTI, NRRD, MHA, seg.nrrd 3-D or layered) as a ``Volume``; `DatasetError` if unusable.
+
+    Checked before reading as `read_volume` checks a file. Any value > 0 is lesion: the result holds 0/1 (uint8),
+    or with ``keep_labels`` the label values of a 3-D label map (int32; layered and vector files are still 0/1).
+    """
+    path = Path(path)
+    try:
+        volume = _read_nrrd_mask(path) if path.name.lower().endswith((".nrrd", ".nhdr")) else None
+        if volume is None:
+            volume = _read_itk_mask(path)
+    except DatasetError:
+        raise
+    except Exception as exc:  # unreadable files of any kind become one clear message
+        raise DatasetError(f"cannot read the mask {path}: {exc}") from exc
+    return replace(volume, array=_label_values(volume.array, keep_labels))
+
+
+def _read_itk_mask(path: Path) -> Volume:
+    with _reading(path):
+        image = _read_file(path)
+    if image.GetDimension() != 3:
+        raise DatasetError(f"{path}: a mask must be 3-D, this one is {image.GetDimension()}-D")
+    volume = Volume.from_sitk(image, name=path.name)
+    if volume.array.ndim == 4:  # vector pixels: lesion where any component is
+        volume = replace(volume, array=(volume.array > 0).any(axis=-1))
+    return volume
+
+
+def _read_nrrd_mask(path: Path) -> Volume | None:
+    """A (seg.)nrrd through pynrrd: 3-D label maps and 4-D layered segmentations; None when not LPS/RAS.
+
+    Its direction is each axis's step divided by the spacing, correctly rounded (ITK's can differ by 1e-16).
+    """
+    import nrrd
+
+    with _reading(path):
+        check_image_file(path)  # a FIFO, a truncated file or a header ITK would read wrong is refused first
+    data, header = nrrd.read(str(path))  # axes in NRRD order: i, j, k (and a list axis for layers)
+    space = str(header.get("space", "")).lower()
+    if space not in ("left-posterior-superior", "lps", "right-anterior-superior", "ras"):
+        return None
+    directions = np.array(
+        [[np.nan] * 3 if row is None else row for row in header["space directions"]], dtype=float
+    )
+    spatial = [axis for axis, row in enumerate(directions) if np.all(np.isfinite(row))]
+    if len(spatial) != 3:
+        raise DatasetError(f"{path}: a mask needs 3 spatial axes, found {len(spatial)}")
+    other = tuple(axis for axis in range(data.ndim) if axis not in spatial)
+    if other:  # layered segmentation: lesion wherever any layer has a segment
+        data = (data > 0).any(axis=other)
+    matrix = directions[spatial].T  # columns: physical step of i, j, k
+    origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float)
+    if space in ("right-anterior-superior", "ras"):
+        matrix, origin = LPS_TO_RAS @ matrix, LPS_TO_RAS @ origin
+    spacing = np.linalg.norm(matrix, axis=0)
+    return Volume(
+        array=np.ascontiguousarray(data.transpose(2, 1, 0)),
+        spacing=tuple(float(s) for s in spacing),
+        origin=tuple(float(o) for o in origin),
+        direction=matrix / spacing,
+        name=path.name,
+    )
+
+
+def _label_values(array: np.ndarray, keep_labels: bool) -> np.ndarray:
+    """Integer label values (int32, negatives as 0) when asked and available, else 0/1 uint8."""
+    if keep_labels and np.issubdtype(array.dtype, np.integer):
+        return np.where(array > 0, array, 0).astype(np.int32)
+    return (array > 0).astype(np.uint8)
 
 
 def validate_volume(volume: Volume, source: str = "input") -> None:

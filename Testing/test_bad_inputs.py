@@ -323,7 +323,7 @@ def test_nrrd_axis_without_a_direction_is_refused(tmp_path):
 def test_reference_masks_get_the_same_checks(tmp_path):
     """Evaluation and training read label masks with their own readers: a FIFO or a truncated NIfTI is refused."""
     from LesionDetectLib.errors import DatasetError
-    from LesionDetectLib.evaluation.run import read_mask
+    from LesionDetectLib.io import read_mask
 
     with fifo_watch(tmp_path / "label.nii.gz") as blocked:
         with pytest.raises(DatasetError, match="not a regular file"):

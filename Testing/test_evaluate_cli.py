@@ -243,7 +243,8 @@ def test_python_dash_m_evaluate(study: Path):
 @pytest.mark.skipif(not (SHARED / "ms-lesion-mri" / "patient07" / "label.nii.gz").exists(),
                     reason="../shared/data/ms-lesion-mri/patient07 is absent (real data is not in this checkout)")
 def test_real_ms_reference_against_itself(tmp_path: Path, capsys):
-    from LesionDetectLib.evaluation import read_mask, reference_lesions, resolve_rule
+    from LesionDetectLib.evaluation import reference_lesions, resolve_rule
+    from LesionDetectLib.io import read_mask
 
     label = SHARED / "ms-lesion-mri" / "patient07" / "label.nii.gz"
     (tmp_path / "refs").mkdir()

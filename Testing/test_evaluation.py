@@ -17,7 +17,6 @@ from LesionDetectLib.evaluation import (
     froc_curve,
     froc_from_cases,
     match_case,
-    read_mask,
     read_predictions,
     reference_lesions,
     resolve_rule,
@@ -25,6 +24,7 @@ from LesionDetectLib.evaluation import (
     sphere_lesions,
     summarize,
 )
+from LesionDetectLib.io import read_mask
 from LesionDetectLib.volume import Volume, apply_affine
 
 GLIOMA, MS = resolve_rule("glioma"), resolve_rule("ms")

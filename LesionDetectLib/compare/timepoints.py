@@ -16,7 +16,7 @@ import numpy as np
 
 from ..batch import DetectOptions
 from ..errors import DatasetError, InputImageError
-from ..io import IMAGE_SUFFIXES, read_volume
+from ..io import IMAGE_SUFFIXES, read_mask, read_volume
 from ..lesions import Lesion, from_probability
 from ..progress import ProgressCallback
 from ..result import DetectionResult
@@ -188,8 +188,6 @@ def _scan(scan: str | Path | Volume | None, folder: Path, stem: str) -> Volume:
 
 
 def _read_labels(path: Path) -> Volume:
-    from ..evaluation.run import read_mask
-
     if not path.is_file():
         raise InputImageError(f"{path}: no such segmentation")
     try:

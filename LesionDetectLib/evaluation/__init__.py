@@ -24,6 +24,7 @@ from .froc import (
     summarize,
 )
 from .matching import CaseMatch, LesionOutcome, Prediction, PredictionOutcome, dice_coefficient, match_case
+from .predictions import read_predictions
 from .reference import (
     RULES,
     LesionRule,
@@ -35,12 +36,12 @@ from .reference import (
     sphere_lesions,
 )
 from .report import format_table, plot_froc, summary_dict, write_report
-from .run import EvaluationResult, evaluate, read_mask, read_predictions
+from .run import EvaluationResult, evaluate
 
 __all__ = [
     "CPM_FP_RATES", "RULES", "CaseMatch", "EvaluationResult", "FrocCurve", "LesionOutcome", "LesionRule",
     "Metrics", "Prediction", "PredictionOutcome", "ReferenceLesion", "ReferenceSet", "bootstrap_ci", "cpm",
     "dice_coefficient", "evaluate", "format_table", "froc_curve", "froc_from_cases", "match_case", "plot_froc",
-    "read_mask", "read_predictions", "read_sphere_csv", "reference_lesions", "resolve_rule", "sensitivity_at",
+    "read_predictions", "read_sphere_csv", "reference_lesions", "resolve_rule", "sensitivity_at",
     "sphere_lesions", "summarize", "summary_dict", "write_report",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputImageError
+from ..io import read_volume
 from ..volume import Volume
 
 
@@ -103,15 +104,14 @@ def read_channels(channels: Sequence[tuple[str, Path]], reference: Volume | None
     a single channel is read as it is.
     """
     from ..channels import align_channels
-    from .dataset import read_image
 
     if len(channels) == 1:
-        volume = reference if reference is not None else read_image(channels[0][1])
+        volume = reference if reference is not None else read_volume(channels[0][1])
         return [volume], volume
     volumes = {}
     for index, (name, path) in enumerate(channels):
         try:
-            volumes[name] = reference if index == 0 and reference is not None else read_image(path)
+            volumes[name] = reference if index == 0 and reference is not None else read_volume(path)
         except InputImageError as error:
             raise InputImageError(f"channel {name}: {error}") from None
     return align_channels(volumes, [name for name, _ in channels])

@@ -16,7 +16,6 @@ import json
 import os
 import random
 import re
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DatasetError, LesionDetectError
-from ..io import IMAGE_SUFFIXES, volume_stem
+from ..errors import DatasetError, InputImageError, LesionDetectError
+from ..io import IMAGE_SUFFIXES, read_mask, read_volume, volume_stem
 from .channel_layout import (
     AS_DECLARED,
     ChannelOptions,
@@ -39,7 +38,6 @@ from .channel_layout import (
     usual_image_count,
 )
 
-_READS = threading.Lock()  # io.read_volume silences native stderr by swapping fd 2: one read at a time
 MR_CHANNELS = ("MR", "MRI", "FLAIR", "T1", "T1W", "T1C", "T1CE", "T1GD", "T2", "T2W", "PD", "DWI", "ADC", "SWI")
 CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
@@ -308,18 +306,7 @@ def validate_dataset(
     return [info for _, info in results if info is not None]
 
 
-def read_image(path: Path):
-    """`io.read_volume`, safe to call from several threads."""
-    from ..io import read_volume
-
-    with _READS:
-        return read_volume(path)
-
-
 def _check_case(case: Case, allow_empty: bool) -> tuple[list[str], CaseInfo | None]:
-    from ..errors import InputImageError
-    from ..evaluation.run import read_mask
-
     files = [("image", case.image), ("label", case.label)] + [(f"channel {name}", path) for name, path in case.channels[1:]]
     missing = [f"case {case.id}: {kind} file {path} is missing" for kind, path in files if not path.exists()]
     if missing:
@@ -327,7 +314,7 @@ def _check_case(case: Case, allow_empty: bool) -> tuple[list[str], CaseInfo | No
     problems: list[str] = []
     image = label = None
     try:
-        image = read_image(case.image)
+        image = read_volume(case.image)
         if min(image.shape_ijk) < 2:
             problems.append(f"case {case.id}: image {case.image} is 2-D (size {image.shape_ijk}); a 3-D volume is needed")
             image = None

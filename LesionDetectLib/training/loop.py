@@ -219,7 +219,8 @@ def prepare_validation(cases: Sequence[Case], spec: ModelSpec, default_rule: str
     """Read and prepare validation cases once (exactly as `detect` prepares its input, every channel aligned onto
     the first one's grid)."""
     from ..channels import model_input_of
-    from ..evaluation import RULES, read_mask, reference_lesions
+    from ..evaluation import RULES, reference_lesions
+    from ..io import read_mask
     from .channel_layout import read_channels
 
     prepared = []

@@ -59,7 +59,7 @@ def prepare_case(image_path: str | Path, label_path: str | Path, spacing, intens
     is the first channel's. The label goes through `to_model_grid(..., interpolate="nearest")`.
     """
     from ..channels import model_input_of
-    from ..evaluation.run import read_mask
+    from ..io import read_mask
 
     volumes, volume = read_channels([(name, Path(path)) for name, path in channels] or [("image", Path(image_path))])
     model_input = model_input_of(volumes, Preprocessing(tuple(spacing), intensity))
