@@ -95,7 +95,8 @@ def run_case(path: Path, out_dir: Path, options: DetectOptions, models: ModelCac
         from .writers.dicom_seg import write_case_dicom_seg
 
         progress("write", 0.98, "writing the DICOM Segmentation")
-        reason = write_case_dicom_seg(path, out_dir / f"{stem}.seg.dcm", result, options.series_uid)
+        reason = write_case_dicom_seg(path, out_dir / f"{stem}.seg.dcm", result.volume, result.label_map,
+                                      result.lesions, result.model_name, options.series_uid)
         if reason is not None:
             result.warnings.append(reason)
     return result

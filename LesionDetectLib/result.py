@@ -59,6 +59,7 @@ class DetectionResult:
         from .writers import write_all
 
         return write_all(
-            self, Path(out_dir), stem or self.volume.name, save_probability=save_probability,
-            surface_format=surface_format,
+            Path(out_dir), stem or self.volume.name, self.volume, self.label_map, self.lesions,
+            model_name=self.model_name, threshold=self.threshold, settings=self.settings, warnings=self.warnings,
+            probability=self.probability if save_probability else None, surface_format=surface_format,
         )

@@ -241,7 +241,7 @@ def test_a_failed_write_leaves_the_previous_outputs(comparison, tmp_path, monkey
     comparison.write(tmp_path)
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
 
-    def broken(path, comparison):
+    def broken(*args):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(compare_output, "_write_png", broken)

@@ -28,6 +28,11 @@ NOT_REQUIRED = {"OtherPatientIDs": "OTHER-ID-77", "PatientAddress": "1 Main Stre
                 "InstitutionName": "St Elsewhere Hospital"}
 
 
+def write_seg(path, result: DetectionResult, folder, **options):
+    """`write_dicom_seg` of ``result``'s lesions over the series in ``folder``."""
+    return write_dicom_seg(path, result.volume, result.label_map, result.lesions, result.model_name, folder, **options)
+
+
 def rotation(axis, degrees):
     x, y, z = np.asarray(axis, float) / np.linalg.norm(axis)
     cross = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
@@ -139,7 +144,7 @@ def check_segmentation(path, source_folder, result):
 def test_oblique_series_gives_frames_on_the_source_slices(oblique, tmp_path):
     folder, result = oblique
     assert len(result.lesions) == 2 and not np.allclose(result.volume.direction, np.eye(3))
-    path = write_dicom_seg(tmp_path / "oblique.seg.dcm", result, folder)
+    path = write_seg(tmp_path / "oblique.seg.dcm", result, folder)
     seg = check_segmentation(path, folder, result)
     orientation = functional(seg, seg.PerFrameFunctionalGroupsSequence[0], "PlaneOrientationSequence").ImageOrientationPatient
     np.testing.assert_allclose(orientation, pydicom.dcmread(next(folder.iterdir())).ImageOrientationPatient,
@@ -148,14 +153,14 @@ def test_oblique_series_gives_frames_on_the_source_slices(oblique, tmp_path):
 
 def test_only_the_chosen_lesions_are_written_renumbered(oblique, tmp_path):
     folder, result = oblique
-    seg = pydicom.dcmread(write_dicom_seg(tmp_path / "second.seg.dcm", result, folder, lesion_ids={2}))
+    seg = pydicom.dcmread(write_seg(tmp_path / "second.seg.dcm", result, folder, lesion_ids={2}))
     assert [(s.SegmentNumber, s.SegmentLabel) for s in seg.SegmentSequence] == [(1, "Lesion 2")]
     assert int(seg.pixel_array.sum()) == result.lesions[1].voxel_count
 
 
 def test_seg_carries_only_the_identifiers_dicom_requires(oblique, tmp_path):
     folder, result = oblique
-    seg = pydicom.dcmread(write_dicom_seg(tmp_path / "identified.seg.dcm", result, folder))
+    seg = pydicom.dcmread(write_seg(tmp_path / "identified.seg.dcm", result, folder))
     assert {keyword: str(seg.get(keyword, "")) for keyword in IDENTIFIERS} == IDENTIFIERS
     assert [keyword for keyword in NOT_REQUIRED if keyword in seg] == []
     data = (tmp_path / "identified.seg.dcm").read_bytes()
@@ -165,8 +170,8 @@ def test_seg_carries_only_the_identifiers_dicom_requires(oblique, tmp_path):
 def test_no_lesion_writes_no_seg(oblique, tmp_path):
     folder, result = oblique
     empty = DetectionResult(result.volume, [], np.zeros_like(result.label_map), result.probability, 0.5, "x")
-    assert write_dicom_seg(tmp_path / "none.seg.dcm", empty, folder) is None
-    assert write_dicom_seg(tmp_path / "none.seg.dcm", result, folder, lesion_ids=set()) is None
+    assert write_seg(tmp_path / "none.seg.dcm", empty, folder) is None
+    assert write_seg(tmp_path / "none.seg.dcm", result, folder, lesion_ids=set()) is None
     assert list(tmp_path.iterdir()) == []
 
 
@@ -176,7 +181,7 @@ def test_a_series_that_is_not_the_volumes_grid_is_refused(oblique, tmp_path):
         result.volume.array, result.volume.spacing, tuple(np.add(result.volume.origin, (0, 0, 1.0))),
         result.volume.direction), result.lesions, result.label_map, result.probability, 0.5, "x")
     with pytest.raises(DicomSegError, match="not at a slice position"):
-        write_dicom_seg(tmp_path / "shifted.seg.dcm", shifted, folder)
+        write_seg(tmp_path / "shifted.seg.dcm", shifted, folder)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -209,7 +214,7 @@ def with_inserted_lesion(source, folder):
 def test_a_series_without_the_uids_to_reference_is_refused(tmp_path):
     result = bright_lesions(read_volume(SHARED_DATA / "real-ct-dicom"), -500)
     with pytest.raises(DicomSegError, match="lacks StudyInstanceUID"):
-        write_dicom_seg(tmp_path / "real.seg.dcm", result, SHARED_DATA / "real-ct-dicom")
+        write_seg(tmp_path / "real.seg.dcm", result, SHARED_DATA / "real-ct-dicom")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -218,7 +223,7 @@ def test_real_ct_series_with_an_inserted_lesion(tmp_path):
     folder = with_inserted_lesion(SHARED_DATA / "real-ct-dicom", tmp_path / "real")
     result = bright_lesions(read_volume(folder), 2500)
     assert len(result.lesions) == 1 and result.lesions[0].volume_mm3 > 2000
-    path = write_dicom_seg(tmp_path / "real.seg.dcm", result, folder)
+    path = write_seg(tmp_path / "real.seg.dcm", result, folder)
     check_segmentation(path, folder, result)
 
 

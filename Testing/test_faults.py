@@ -195,8 +195,8 @@ def test_sigterm_while_writing_through_the_command(workspace, tmp_path, monkeypa
     before = snapshot(out)
     real_write = writers.write_table_json
 
-    def write_and_get_killed(path, result):
-        real_write(path, result)
+    def write_and_get_killed(path, *args, **kwargs):
+        real_write(path, *args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)  # the handler `cli.main` installed raises at the next bytecode
         time.sleep(5)
         raise AssertionError("SIGTERM was not handled")
@@ -414,8 +414,8 @@ def test_second_sigterm_during_cleanup_lets_the_cleanup_finish(workspace, tmp_pa
     (a KeyboardInterrupt traceback) nor leave a temporary file."""
     real_write, real_remove = writers.write_table_json, atomic._remove
 
-    def write_and_get_killed(path, result):
-        real_write(path, result)
+    def write_and_get_killed(path, *args, **kwargs):
+        real_write(path, *args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
         raise AssertionError("SIGTERM was not handled")

@@ -182,8 +182,7 @@ def test_segmentation_uses_uint16_above_255_lesions(tmp_path):
     volume = Volume(np.zeros((4, 10, 10), np.float32), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
     label_map = np.arange(1, 401, dtype=np.uint16).reshape(4, 10, 10)
     lesions = [make_lesion(n, label_map == n, volume, 0.9) for n in range(1, 401)]
-    result = DetectionResult(volume, lesions, label_map, np.zeros((4, 10, 10), np.float32), 0.5, "m")
-    path = writers.write_segmentation(tmp_path / "many.seg.nrrd", result)
+    path = writers.write_segmentation(tmp_path / "many.seg.nrrd", volume, label_map, lesions)
     segmentation = slicerio.read_segmentation(str(path))
     assert segmentation["voxels"].dtype == np.uint16 and len(segmentation["segments"]) == 400
     assert segmentation["segments"][399]["labelValue"] == 400
@@ -192,7 +191,7 @@ def test_segmentation_uses_uint16_above_255_lesions(tmp_path):
 def test_segmentation_rejects_labels_without_lesions(tmp_path, result):
     result.label_map[0, 0, 0] = 7
     with pytest.raises(ValueError, match="only 2 lesions"):
-        writers.write_segmentation(tmp_path / "bad.seg.nrrd", result)
+        writers.write_segmentation(tmp_path / "bad.seg.nrrd", result.volume, result.label_map, result.lesions)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -206,8 +205,7 @@ needs_schema = pytest.mark.skipif(
 def test_points_validate_against_slicer_schema(tmp_path, result, lesion_count):
     import jsonschema
 
-    result.lesions = result.lesions[:lesion_count]
-    path = writers.write_points(tmp_path / "points.mrk.json", result)
+    path = writers.write_points(tmp_path / "points.mrk.json", result.lesions[:lesion_count], result.volume.name)
     jsonschema.validate(json.loads(path.read_text()), json.loads(MARKUPS_SCHEMA.read_text()))
 
 
@@ -271,7 +269,8 @@ def test_table_json_content_and_byte_determinism(written, tmp_path):
     assert [set(row) for row in document["lesions"]] == [set(TABLE_COLUMNS)] * 2
     for row, lesion in zip(document["lesions"], result.lesions):
         assert row == {key: (None if value is None else value) for key, value in lesion.as_row().items()}
-    again = writers.write_table_json(tmp_path / "again.json", result)
+    again = writers.write_table_json(tmp_path / "again.json", result.volume, result.lesions, model_name="test-model",
+                                     threshold=0.5, settings=result.settings, warnings=result.warnings)
     assert again.read_bytes() == paths["table_json"].read_bytes()
     csv_again = writers.write_table_csv(tmp_path / "again.csv", result.lesions)
     assert csv_again.read_bytes() == paths["table_csv"].read_bytes()
@@ -303,7 +302,7 @@ def _read_mesh(path: Path):
 
 @pytest.mark.parametrize("fmt", ["vtp", "stl"])
 def test_surfaces_lie_inside_each_lesion_box_in_lps(tmp_path, result, fmt):
-    files = writers.write_surfaces(tmp_path / "surfaces", result, fmt)
+    files = writers.write_surfaces(tmp_path / "surfaces", result.volume, result.label_map, result.lesions, fmt)
     assert [f.name for f in files] == [f"lesion_001.{fmt}", f"lesion_002.{fmt}"]
     for path, lesion in zip(files, result.lesions):
         reader, mesh = _read_mesh(path)

@@ -59,7 +59,7 @@ def writeOutputs(inputPath: str, outputFolder: str, dropLastSegment: bool = Fals
     paths = result.write(outputFolder, STEM)
     if dropLastSegment and lesions:  # an inconsistent output: one segment fewer than table rows
         kept = np.where(labels == len(lesions), 0, labels)
-        write_segmentation(paths["segmentation"], DetectionResult(volume, lesions[:-1], kept, probability, 0.5, "x"))
+        write_segmentation(paths["segmentation"], volume, kept, lesions[:-1])
     return len(lesions)
 
 

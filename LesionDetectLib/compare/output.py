@@ -17,8 +17,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,11 +33,9 @@ from ..writers import (
     write_table_json,
 )
 from ..writers.atomic import check_writable, staged_outputs
-from .changes import CHANGE_COLUMNS, LesionChange, resample_onto
+from .changes import CHANGE_COLUMNS, ChangeRules, LesionChange, lesion_changes, resample_onto
+from .registration import QualityLimits, Registration
 from .timepoints import Timepoint
-
-if TYPE_CHECKING:
-    from .run import Comparison
 
 CHANGE_FORMAT, CHANGE_VERSION = "lesiondetect.change", 1
 COLORS = {"new": (0.0, 0.85, 1.0), "enlarging": (1.0, 0.25, 0.85)}  # cyan and magenta: far from the red lesions
@@ -61,22 +60,36 @@ def comparison_paths(out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
-    """Write every file of ``comparison`` into ``out_dir``; returns them by kind."""
+def write_comparison(
+    out_dir: Path, prior: Timepoint, current: Timepoint, registration: Registration, changes: Sequence[LesionChange],
+    *, rules: ChangeRules, limits: QualityLimits, summary: dict[str, object], warnings: Sequence[str],
+) -> dict[str, Path]:
+    """Write the files of a comparison (`run.Comparison`'s fields and summary) into ``out_dir``; returns them by kind."""
     import SimpleITK as sitk
 
     check_writable(out_dir)
     paths = comparison_paths(out_dir)
-    prior_changes, current_changes = comparison.by_lesion()
-    rows = [change.as_row() for change in comparison.changes]
+    prior_changes, current_changes = lesion_changes(changes)
+    rows = [change.as_row() for change in changes]
+    document = {
+        "format": CHANGE_FORMAT,
+        "version": CHANGE_VERSION,
+        "prior": _scan_document(prior),
+        "current": _scan_document(current),
+        "registration": registration.to_dict() | {"limits": limits.to_dict()},
+        "rules": rules.to_dict(),
+        "summary": summary,
+        "warnings": list(warnings),
+        "changes": rows,
+    }
     with staged_outputs(out_dir) as staging:
         write_staged(staging, paths["change_csv"], lambda path: _write_text(path, _csv_text(rows)))
-        write_staged(staging, paths["change_json"], lambda path: _write_text(path, _json_text(comparison, rows)))
-        write_staged(staging, paths["transform"], lambda path: sitk.WriteTransform(comparison.registration.to_sitk(), str(path)))
-        for side, timepoint, changes, other in (("current", comparison.current, current_changes, "prior"),
-                                                ("prior", comparison.prior, prior_changes, "current")):
-            _write_results(staging, paths, side, timepoint, changes, other)
-        write_staged(staging, paths["overview"], lambda path: _write_png(path, comparison))
+        write_staged(staging, paths["change_json"], lambda path: _write_text(path, _json_text(document)))
+        write_staged(staging, paths["transform"], lambda path: sitk.WriteTransform(registration.to_sitk(), str(path)))
+        for side, timepoint, by_lesion, other in (("current", current, current_changes, "prior"),
+                                                  ("prior", prior, prior_changes, "current")):
+            _write_results(staging, paths, side, timepoint, by_lesion, other)
+        write_staged(staging, paths["overview"], lambda path: _write_png(path, prior, current, registration, changes))
     return paths
 
 
@@ -91,10 +104,14 @@ def _write_results(staging, paths, side: str, timepoint: Timepoint, changes: dic
         for lesion_id, change in changes.items()
     }
     colors = {lesion_id: COLORS[change.change] for lesion_id, change in changes.items() if change.change in COLORS}
-    write_staged(staging, paths[f"{side}_segmentation"], lambda path: write_segmentation(path, result, colors))
-    write_staged(staging, paths[f"{side}_points"], lambda path: write_points(path, result))
-    write_staged(staging, paths[f"{side}_table_csv"], lambda path: write_table_csv(path, result.lesions, extra))
-    write_staged(staging, paths[f"{side}_table_json"], lambda path: write_table_json(path, result, extra))
+    volume, lesions = result.volume, result.lesions
+    write_staged(staging, paths[f"{side}_segmentation"],
+                 lambda path: write_segmentation(path, volume, result.label_map, lesions, colors))
+    write_staged(staging, paths[f"{side}_points"], lambda path: write_points(path, lesions, volume.name))
+    write_staged(staging, paths[f"{side}_table_csv"], lambda path: write_table_csv(path, lesions, extra))
+    write_staged(staging, paths[f"{side}_table_json"], lambda path: write_table_json(
+        path, volume, lesions, model_name=result.model_name, threshold=result.threshold, settings=result.settings,
+        warnings=result.warnings, extra=extra))
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -126,39 +143,28 @@ def _scan_document(timepoint: Timepoint) -> dict[str, object]:
     }
 
 
-def _json_text(comparison: Comparison, rows: list[dict[str, object]]) -> str:
-    document = {
-        "format": CHANGE_FORMAT,
-        "version": CHANGE_VERSION,
-        "prior": _scan_document(comparison.prior),
-        "current": _scan_document(comparison.current),
-        "registration": comparison.registration.to_dict() | {"limits": comparison.limits.to_dict()},
-        "rules": comparison.rules.to_dict(),
-        "summary": comparison.summary(),
-        "warnings": list(comparison.warnings),
-        "changes": rows,
-    }
+def _json_text(document: dict[str, object]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _write_png(path: Path, comparison: Comparison) -> None:
+def _write_png(path: Path, prior: Timepoint, current: Timepoint, registration: Registration,
+               changes: Sequence[LesionChange]) -> None:
     """Axial slices of the current scan: new lesions cyan, enlarging magenta, others red, resolved ones yellow dashed."""
-    current, prior = comparison.current, comparison.prior
-    _, by_current = comparison.by_lesion()
+    _, by_current = lesion_changes(changes)
     labels = np.asarray(current.result.label_map)
     outlines = []
     for classes, colour, style in OUTLINES:
         ids = [lesion_id for lesion_id, change in by_current.items() if change.change in classes]
         outlines.append((np.isin(labels, ids), colour, style))
-    resolved = [i for change in comparison.changes if change.change == "resolved" for i in change.prior_ids]
+    resolved = [i for change in changes if change.change == "resolved" for i in change.prior_ids]
     prior_on_current = resample_onto(np.asarray(prior.result.label_map), prior.volume, current.volume,
-                                     comparison.registration.to_sitk())
+                                     registration.to_sitk())
     outlines.append((np.isin(prior_on_current, resolved), "yellow", "dashed"))
     order = {"new": 0, "enlarging": 1, "resolved": 2, "shrinking": 3, "stable": 4, "outside": 5}
-    ranked = sorted(comparison.changes, key=lambda change: (order[change.change], -change.current_volume_mm3))
+    ranked = sorted(changes, key=lambda change: (order[change.change], -change.current_volume_mm3))
     firsts = list({change.change: change for change in reversed(ranked)}.values())[::-1]  # the first of each class
     ranked = sorted(firsts, key=lambda change: order[change.change]) + [c for c in ranked if c not in firsts]
-    counts = comparison.summary()["counts"]
+    counts = Counter(change.change for change in changes)
     title = (
         f"{current.volume.name} since {prior.volume.name}: " + ", ".join(f"{counts[name]} {name}" for name in order) +
         "\ncyan: new, magenta: enlarging, red: other lesions, yellow dashed: resolved; patient's right on the left"

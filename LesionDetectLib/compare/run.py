@@ -70,7 +70,8 @@ class Comparison:
         """Write the change table, summary, both scans' results with their change, the transform and a PNG."""
         from .output import write_comparison
 
-        return write_comparison(self, Path(out_dir))
+        return write_comparison(Path(out_dir), self.prior, self.current, self.registration, self.changes,
+                                rules=self.rules, limits=self.limits, summary=self.summary(), warnings=self.warnings)
 
 
 def compare(

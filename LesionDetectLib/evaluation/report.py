@@ -5,8 +5,6 @@ Every file is written atomically (``writers.atomic``: a temporary file in the ta
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Iterable
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..csv_cells import csv_text
 from ..errors import OutputError
 from ..writers.atomic import atomic_output
 from .froc import CPM_FP_RATES, FrocCurve, cpm, sensitivity_at
@@ -56,9 +55,9 @@ def write_report(result: EvaluationResult, out_dir: str | Path, plot: bool = Tru
         "froc_csv": out / "froc.csv",
     }
     write_text_atomic(paths["summary"], json.dumps(summary_dict(result), indent=2) + "\n")
-    write_text_atomic(paths["per_case"], _csv_text(PER_CASE_COLUMNS, per_case_rows(result, threshold)))
-    write_text_atomic(paths["per_lesion"], _csv_text(PER_LESION_COLUMNS, per_lesion_rows(result, threshold)))
-    write_text_atomic(paths["froc_csv"], _csv_text(FROC_COLUMNS, froc_rows(result.curve)))
+    write_text_atomic(paths["per_case"], _report_csv(PER_CASE_COLUMNS, per_case_rows(result, threshold)))
+    write_text_atomic(paths["per_lesion"], _report_csv(PER_LESION_COLUMNS, per_lesion_rows(result, threshold)))
+    write_text_atomic(paths["froc_csv"], _report_csv(FROC_COLUMNS, froc_rows(result.curve)))
     if plot:
         paths["froc_png"] = out / "froc.png"
         plot_froc(result.curve, paths["froc_png"], title=f"FROC — rule {result.rule.name}")
@@ -216,21 +215,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         temporary.write_text(text, encoding="utf-8", newline="")
 
 
-def _csv_text(columns: Iterable[str], rows: Iterable[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _cell(value) for key, value in row.items()})
-    return buffer.getvalue()
-
-
-def _cell(value: object) -> object:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, (float, np.floating)):
-        return "inf" if math.isinf(value) else f"{float(value):.6g}"
-    return value
+def _report_csv(columns: Iterable[str], rows: Iterable[dict]) -> str:
+    """The reports' CSV: numbers with 6 significant digits, infinity as ``inf``, missing values empty."""
+    return csv_text(list(columns), rows, float_format=".6g", infinity="inf")
 
 
 def _row(case: str, kind: str, identifier: int, centroid: Iterable[float], values: dict) -> dict:

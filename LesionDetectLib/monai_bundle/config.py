@@ -11,15 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from .expressions import DEVICE_IDIOM, BundleConfigError, Call, Resolver
+from .recipes import DETECTOR_METHODS, FPN_EXTRACTOR, RESNETS, detection_recipe, merged_channels
+from .sliding_window import window_settings
 
 SEGMENTATION_NETWORKS = ("UNet", "BasicUNet", "SegResNet", "SegResNetDS", "DynUNet", "AttentionUnet", "UNETR",
                          "SwinUNETR", "FlexibleUNet")
 DETECTION_NETWORK = "RetinaNet"
-RESNETS = tuple(f"monai.networks.nets.resnet.resnet{depth}" for depth in (10, 18, 34, 50, 101, 152, 200))
-FPN_EXTRACTOR = "monai.apps.detection.networks.retinanet_network.resnet_fpn_feature_extractor"
-ANCHOR_GENERATOR = "monai.apps.detection.utils.anchor_utils.AnchorGeneratorWithAnchorShape"
-DETECTOR_METHODS = ("set_target_keys", "set_box_selector_parameters", "set_sliding_window_inferer")
-DETECTION_INFERER = "scripts.detection_inferer.RetinaNetInferer"  # recognised and replaced by monai.apps.detection
 
 IGNORED_TRANSFORMS = {"LoadImaged", "EnsureChannelFirstd", "EnsureTyped", "Invertd", "SaveImaged", "DeleteItemsd",
                       "ClipBoxToImaged", "AffineBoxToWorldCoordinated", "ConvertBoxModed", "CopyItemsd"}
@@ -56,7 +53,7 @@ def parse_inference(config: dict[str, Any]) -> dict[str, Any]:
     name = transform_name(network.get("_target_"), "network_def").removeprefix("monai.networks.nets.")
     pipeline = {"format": "monai-bundle", **_preprocessing(resolver)}
     if name == DETECTION_NETWORK:
-        return {**pipeline, "task": "detection", **_detection(resolver, network)}
+        return {**pipeline, "task": "detection", **detection_recipe(resolver, network)}
     if name not in SEGMENTATION_NETWORKS:
         raise BundleConfigError(f"network_def: network {name!r} is not supported; allowed: "
                                 f"{', '.join(SEGMENTATION_NETWORKS + (DETECTION_NETWORK,))}")
@@ -143,19 +140,7 @@ def _sliding_window(resolver: Resolver) -> dict[str, Any]:
     settings = {key: value for key, value in settings.items() if key not in ("device", "sw_device", "progress",
                                                                            "cache_roi_weight_map")}
     _require_literal(settings, "inferer")
-    return _window_settings(settings, "inferer")
-
-
-def _window_settings(settings: dict[str, Any], where: str) -> dict[str, Any]:
-    roi = settings.get("roi_size")
-    if not (isinstance(roi, list) and len(roi) == 3 and all(isinstance(v, int) and v > 0 for v in roi)):
-        raise BundleConfigError(f"{where}: roi_size must be 3 positive integers")
-    if settings.get("mode", "constant") not in ("constant", "gaussian"):
-        raise BundleConfigError(f"{where}: blend mode {settings.get('mode')!r} is not supported")
-    return {"roi_size": roi, "sw_batch_size": settings.get("sw_batch_size", 1),
-            "overlap": settings.get("overlap", 0.25), "mode": settings.get("mode", "constant"),
-            "padding_mode": settings.get("padding_mode", "constant"), "sigma_scale": settings.get("sigma_scale", 0.125),
-            "cval": settings.get("cval", 0.0)}
+    return window_settings(settings, "inferer")
 
 
 def _postprocessing(resolver: Resolver) -> dict[str, Any]:
@@ -182,8 +167,6 @@ def _postprocessing(resolver: Resolver) -> dict[str, Any]:
                        where)
             outputs["keep_largest"] = True
         elif name == "Lambdad":
-            from .recipes import merged_channels
-
             outputs["merged_channels"] = merged_channels(arguments.get("func"), where)
         else:
             raise BundleConfigError(f"{where}: postprocessing transform {name!r} is not supported")
@@ -192,13 +175,6 @@ def _postprocessing(resolver: Resolver) -> dict[str, Any]:
             raise BundleConfigError("postprocessing: no Activationsd (sigmoid or softmax) before a threshold")
         outputs["activation"] = "softmax"  # argmax of logits = argmax of their softmax
     return outputs
-
-
-def _detection(resolver: Resolver, network: dict[str, Any]) -> dict[str, Any]:
-    """The RetinaNet recipe: network, backbone, anchors, box selection and sliding window (never the scripts)."""
-    from .recipes import detection_recipe
-
-    return detection_recipe(resolver, network)
 
 
 def _require_literal(value: Any, where: str) -> None:

@@ -13,7 +13,13 @@ import ast
 from typing import Any
 
 from .expressions import BundleConfigError, Call, Resolver
+from .sliding_window import window_settings
 
+RESNETS = tuple(f"monai.networks.nets.resnet.resnet{depth}" for depth in (10, 18, 34, 50, 101, 152, 200))
+FPN_EXTRACTOR = "monai.apps.detection.networks.retinanet_network.resnet_fpn_feature_extractor"
+ANCHOR_GENERATOR = "monai.apps.detection.utils.anchor_utils.AnchorGeneratorWithAnchorShape"
+DETECTOR_METHODS = ("set_target_keys", "set_box_selector_parameters", "set_sliding_window_inferer")
+DETECTION_INFERER = "scripts.detection_inferer.RetinaNetInferer"  # recognised and replaced by monai.apps.detection
 FPN_PARAMETERS = ("backbone", "spatial_dims", "pretrained_backbone", "returned_layers", "trainable_backbone_layers")
 BOX_SELECTOR_PARAMETERS = {"score_thresh", "topk_candidates_per_level", "nms_thresh", "detections_per_img",
                            "apply_sigmoid"}
@@ -65,9 +71,8 @@ def _where_channel(node: ast.AST, argument: str) -> int | None:
 
 
 def detection_recipe(resolver: Resolver, network: dict[str, Any]) -> dict[str, Any]:
-    """The RetinaNet detector of a bundle as data: network, anchors, box selector and sliding window."""
-    from .config import ANCHOR_GENERATOR, DETECTION_INFERER, FPN_EXTRACTOR, RESNETS, _window_settings
-
+    """The RetinaNet detector of a bundle as data: network, backbone, anchors, box selector and sliding window
+    (never the bundle's scripts)."""
     unknown = sorted(set(network) - RETINANET_PARAMETERS - {"_target_", "feature_extractor"})
     if unknown:
         raise BundleConfigError(f"network_def: RetinaNet argument {unknown[0]!r} is not supported")
@@ -108,8 +113,8 @@ def detection_recipe(resolver: Resolver, network: dict[str, Any]) -> dict[str, A
         "network": {"name": "RetinaNet", "kwargs": kwargs},
         "anchors": {key: value for key, value in anchors.items() if key != "_target_"},
         "box_selector": selector,
-        "inferer": _window_settings({k: v for k, v in window.items() if k not in ("device", "sw_device")},
-                                    "detector_ops (set_sliding_window_inferer)"),
+        "inferer": window_settings({k: v for k, v in window.items() if k not in ("device", "sw_device")},
+                                   "detector_ops (set_sliding_window_inferer)"),
         "force_sliding_window": bool(force),
         "activation": None, "discrete": None, "keep_largest": False, "merged_channels": None,
     }

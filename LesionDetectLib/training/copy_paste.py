@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as functional
 from monai.transforms import MapTransform, RandomizableTransform
 
-from .transforms import BODY, IMAGE, LABEL
+from .keys import BODY, IMAGE, LABEL
 
 MAX_LESIONS_PER_CASE = 8
 MIN_LESION_VOXELS = 4

@@ -26,9 +26,9 @@ from .. import preprocess
 from ..resources import available_memory_bytes
 from .channel_layout import read_channels
 from .dataset import Case
+from .keys import BODY, CENTRES, CHANNELS, IMAGE, LABEL
 from .recipe import Recipe
 
-IMAGE, LABEL, BODY, CENTRES, CHANNELS = "image", "label", "body", "centre_indices", "channels"
 BYTES_PER_CACHED_VOXEL = 4 + 1 + 1  # float32 image (one channel), uint8 label, uint8 body mask
 # the patch-centre classes: outside the body (never a centre), normal body, mined hard negative, lesion
 OUTSIDE, NORMAL, HARD_NEGATIVE, LESION = range(4)

@@ -9,20 +9,21 @@ folder never mixes files of two runs. Each ``write_*`` function on its own also 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
+
+import numpy as np
 
 from ..errors import OutputError
+from ..lesions import Lesion
+from ..volume import Volume
 from .atomic import Staging, atomic_output, check_writable, staged_outputs
 from .markups import write_points
 from .probability import write_probability
 from .segmentation import write_segmentation
 from .surfaces import SURFACE_FORMATS, write_surfaces
 from .table import write_table_csv, write_table_json
-
-if TYPE_CHECKING:
-    from ..result import DetectionResult
 
 __all__ = [
     "SURFACE_FORMATS", "atomic_output", "check_writable", "output_paths", "staged_outputs", "write_all",
@@ -54,13 +55,24 @@ def write_staged(staging: Staging, final: Path, write: Callable[[Path], object],
 
 
 def write_all(
-    result: DetectionResult,
     out_dir: str | Path,
     stem: str,
-    save_probability: bool = False,
+    volume: Volume,
+    label_map: np.ndarray,
+    lesions: Sequence[Lesion],
+    *,
+    model_name: str,
+    threshold: float,
+    settings: dict[str, Any],
+    warnings: Sequence[str],
+    probability: np.ndarray | None = None,
     surface_format: str | None = None,
 ) -> dict[str, Path]:
-    """Write every output of one case into ``out_dir``; returns the written paths by kind."""
+    """Write every output of one case into ``out_dir``; returns the written paths by kind.
+
+    ``label_map`` (and ``probability``, written when given) are ``[k, j, i]`` on ``volume``'s grid; the model
+    name, threshold, settings and warnings go into the ``.lesions.json``.
+    """
     if not stem or Path(stem).name != stem or stem in (".", ".."):
         raise ValueError(f"output stem must be a plain file name, not {stem!r}")
     if surface_format is not None and surface_format not in SURFACE_FORMATS:
@@ -69,17 +81,19 @@ def write_all(
     check_writable(out_dir)
     paths = output_paths(out_dir, stem)
     with staged_outputs(out_dir) as staging:
-        write_staged(staging, paths["segmentation"], lambda path: write_segmentation(path, result))
-        write_staged(staging, paths["points"], lambda path: write_points(path, result))
-        write_staged(staging, paths["table_csv"], lambda path: write_table_csv(path, result.lesions))
-        write_staged(staging, paths["table_json"], lambda path: write_table_json(path, result))
-        if save_probability:
-            write_staged(staging, paths["probability"], lambda path: write_probability(path, result))
+        write_staged(staging, paths["segmentation"], lambda path: write_segmentation(path, volume, label_map, lesions))
+        write_staged(staging, paths["points"], lambda path: write_points(path, lesions, volume.name))
+        write_staged(staging, paths["table_csv"], lambda path: write_table_csv(path, lesions))
+        write_staged(staging, paths["table_json"], lambda path: write_table_json(
+            path, volume, lesions, model_name=model_name, threshold=threshold, settings=settings, warnings=warnings))
+        if probability is not None:
+            write_staged(staging, paths["probability"], lambda path: write_probability(path, volume, probability))
         else:
             staging.remove(paths["probability"])
         if surface_format is not None:
-            write_staged(staging, paths["surfaces"], lambda path: write_surfaces(path, result, surface_format), True)
+            write_staged(staging, paths["surfaces"],
+                         lambda path: write_surfaces(path, volume, label_map, lesions, surface_format), True)
         else:
             staging.remove(paths["surfaces"])
-    skipped = {"probability": not save_probability, "surfaces": surface_format is None}
+    skipped = {"probability": probability is None, "surfaces": surface_format is None}
     return {kind: path for kind, path in paths.items() if not skipped.get(kind, False)}

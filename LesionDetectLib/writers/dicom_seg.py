@@ -16,16 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputImageError, LesionDetectError
+from ..lesions import Lesion
+from ..volume import Volume
 from .atomic import atomic_output
 from .segmentation import lesion_color
-
-if TYPE_CHECKING:
-    from ..result import DetectionResult
 
 LESION_CATEGORY = ("49755003", "SCT", "Morphologically Altered Structure")
 LESION_TYPE = ("52988006", "SCT", "Lesion")
@@ -152,18 +150,18 @@ def _remove_not_carried(dataset) -> None:
                 _remove_not_carried(item)
 
 
-def write_dicom_seg(path: str | Path, result: DetectionResult, source_folder: str | Path,
-                    series_uid: str | None = None, lesion_ids: Collection[int] | None = None,
-                    reader_added: Collection[int] = ()) -> Path | None:
-    """Write the lesions of ``result`` (all, or those in ``lesion_ids``) as a DICOM Segmentation referencing the
-    series in ``source_folder`` that ``result.volume`` was read from. Returns None, writing nothing, when there is
-    no lesion to write: a Segmentation needs at least one segment."""
-    lesions = [lesion for lesion in sorted(result.lesions, key=lambda lesion: lesion.id)
+def write_dicom_seg(path: str | Path, volume: Volume, label_map: np.ndarray, lesions: Sequence[Lesion],
+                    model_name: str, source_folder: str | Path, series_uid: str | None = None,
+                    lesion_ids: Collection[int] | None = None, reader_added: Collection[int] = ()) -> Path | None:
+    """Write the lesions (all, or those in ``lesion_ids``) of ``label_map`` as a DICOM Segmentation referencing the
+    series in ``source_folder`` that ``volume`` was read from. Returns None, writing nothing, when there is no
+    lesion to write: a Segmentation needs at least one segment."""
+    lesions = [lesion for lesion in sorted(lesions, key=lambda lesion: lesion.id)
                if lesion_ids is None or lesion.id in lesion_ids]
     if not lesions:
         return None
-    return write_segmentation_object(path, result.volume, result.label_map, lesions,
-                                     read_source_series(source_folder, series_uid), result.model_name, reader_added)
+    return write_segmentation_object(path, volume, label_map, lesions, read_source_series(source_folder, series_uid),
+                                     model_name, reader_added)
 
 
 def write_segmentation_object(path: str | Path, volume, label_map: np.ndarray, lesions: Sequence, datasets: Sequence,
@@ -197,12 +195,13 @@ def write_segmentation_object(path: str | Path, volume, label_map: np.ndarray, l
     return path
 
 
-def write_case_dicom_seg(source: str | Path, path: str | Path, result: DetectionResult,
-                         series_uid: str | None = None) -> str | None:
+def write_case_dicom_seg(source: str | Path, path: str | Path, volume: Volume, label_map: np.ndarray,
+                         lesions: Sequence[Lesion], model_name: str, series_uid: str | None = None) -> str | None:
     """``detect --dicom-seg`` for one case: the SEG of every lesion at ``path`` when ``source`` is a DICOM series
     folder; else (no series, no lesion) no SEG, an earlier one at ``path`` removed, and the one-line reason."""
     path = Path(path)
-    written = write_dicom_seg(path, result, source, series_uid) if Path(source).is_dir() and result.lesions else None
+    written = (write_dicom_seg(path, volume, label_map, lesions, model_name, source, series_uid)
+               if Path(source).is_dir() and lesions else None)
     if written is not None:
         return None
     path.unlink(missing_ok=True)

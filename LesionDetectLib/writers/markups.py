@@ -9,13 +9,11 @@ integer literals in position vectors).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..lesions import Lesion
 from .atomic import atomic_output
-
-if TYPE_CHECKING:
-    from ..result import DetectionResult
 
 SCHEMA = (
     "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/Schema/"
@@ -40,9 +38,9 @@ DISPLAY = {
 }
 
 
-def points_document(result: DetectionResult) -> dict[str, object]:
-    """The markups JSON document: one control point per lesion, at its centroid."""
-    lesions = sorted(result.lesions, key=lambda lesion: lesion.id)
+def points_document(lesions: Sequence[Lesion], volume_name: str) -> dict[str, object]:
+    """The markups JSON document: one control point per lesion, at its centroid; named for ``volume_name``."""
+    lesions = sorted(lesions, key=lambda lesion: lesion.id)
     control_points = [
         {
             "id": str(lesion.id),
@@ -60,7 +58,7 @@ def points_document(result: DetectionResult) -> dict[str, object]:
     ]
     markup = {
         "type": "Fiducial",
-        "name": f"{result.volume.name} lesion points",
+        "name": f"{volume_name} lesion points",
         "coordinateSystem": "LPS",
         "coordinateUnits": "mm",
         "locked": True,
@@ -74,10 +72,10 @@ def points_document(result: DetectionResult) -> dict[str, object]:
     return {"@schema": SCHEMA, "markups": [markup]}
 
 
-def write_points(path: str | Path, result: DetectionResult) -> Path:
+def write_points(path: str | Path, lesions: Sequence[Lesion], volume_name: str) -> Path:
     """Write the lesion centroids as a Slicer point list."""
     path = Path(path)
-    text = json.dumps(points_document(result), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(points_document(lesions, volume_name), indent=2, allow_nan=False) + "\n"
     with atomic_output(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return path

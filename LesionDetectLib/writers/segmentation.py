@@ -9,16 +9,14 @@ segment in that layer, so per-lesion extents would crop all other lesions away w
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..lesions import Lesion
+from ..volume import Volume
 from .atomic import atomic_output
-
-if TYPE_CHECKING:
-    from ..result import DetectionResult
 
 TERMINOLOGY = (
     "Segmentation category and type - 3D Slicer General Anatomy list"
@@ -38,25 +36,24 @@ def _number(value: float) -> str:
     return f"{value:.6g}"
 
 
-def _check_labels(result: DetectionResult) -> np.ndarray:
-    label_map = np.asarray(result.label_map)
-    if label_map.shape != result.volume.array.shape:
-        raise ValueError(f"label map shape {label_map.shape} differs from the volume's {result.volume.array.shape}")
+def _check_labels(volume: Volume, label_map: np.ndarray, lesions: Sequence[Lesion]) -> np.ndarray:
+    label_map = np.asarray(label_map)
+    if label_map.shape != volume.array.shape:
+        raise ValueError(f"label map shape {label_map.shape} differs from the volume's {volume.array.shape}")
     highest = int(label_map.max()) if label_map.size else 0
-    known = max((lesion.id for lesion in result.lesions), default=0)
+    known = max((lesion.id for lesion in lesions), default=0)
     if highest > known or int(label_map.min(initial=0)) < 0:
         raise ValueError(f"label map holds values up to {highest} but there are only {known} lesions")
     return label_map.astype(np.uint8 if known <= 255 else np.uint16, copy=False)
 
 
 def segmentation_header(
-    result: DetectionResult, colors: Mapping[int, tuple[float, float, float]] | None = None
+    volume: Volume, lesions: Sequence[Lesion], colors: Mapping[int, tuple[float, float, float]] | None = None
 ) -> dict[str, object]:
-    """The NRRD header: geometry of the input grid plus Slicer's segmentation fields.
+    """The NRRD header: geometry of ``volume``'s grid plus Slicer's segmentation fields, a segment per lesion.
 
     ``colors`` (RGB 0–1 by lesion id) replace the default `lesion_color` of those lesions.
     """
-    volume = result.volume
     matrix = volume.ijk_to_lps()
     size_i, size_j, size_k = volume.shape_ijk
     extent = f"0 {size_i - 1} 0 {size_j - 1} 0 {size_k - 1}"
@@ -70,7 +67,7 @@ def segmentation_header(
         "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
         "Segmentation_ReferenceImageExtentOffset": "0 0 0",
     }
-    for index, lesion in enumerate(sorted(result.lesions, key=lambda lesion: lesion.id)):
+    for index, lesion in enumerate(sorted(lesions, key=lambda lesion: lesion.id)):
         fields = {
             "ID": f"Lesion_{lesion.id}",
             "Name": lesion.name,
@@ -87,14 +84,16 @@ def segmentation_header(
 
 
 def write_segmentation(
-    path: str | Path, result: DetectionResult, colors: Mapping[int, tuple[float, float, float]] | None = None
+    path: str | Path, volume: Volume, label_map: np.ndarray, lesions: Sequence[Lesion],
+    colors: Mapping[int, tuple[float, float, float]] | None = None,
 ) -> Path:
-    """Write ``result.label_map`` as a Slicer ``.seg.nrrd`` (gzip; uint8, or uint16 above 255 lesions)."""
+    """Write ``label_map`` (``[k, j, i]`` on ``volume``'s grid, value = lesion id) as a Slicer ``.seg.nrrd``
+    (gzip; uint8, or uint16 above 255 lesions)."""
     import nrrd
 
     path = Path(path)
-    labels = _check_labels(result)
-    header = segmentation_header(result, colors)
+    labels = _check_labels(volume, label_map, lesions)
+    header = segmentation_header(volume, lesions, colors)
     with atomic_output(path) as temporary:
         # The array is [k, j, i]; C order makes i the fastest NRRD axis, as the header describes.
         # gzip level 1: 3.0x faster than 6 on a 512×512×300 label map (0.8 MB instead of 0.3 MB)

@@ -7,15 +7,16 @@ neither is there). Both are written, so Slicer places the meshes exactly on the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..errors import OutputError
+from ..lesions import Lesion
 from ..surface import lesion_mesh
+from ..volume import Volume
 from .atomic import atomic_output
-
-if TYPE_CHECKING:
-    from ..result import DetectionResult
 
 SURFACE_FORMATS = ("vtp", "stl")
 
@@ -54,8 +55,11 @@ def _write_stl(path: Path, mesh, lesion_id: int) -> int:
     return writer.Write()
 
 
-def write_surfaces(folder: str | Path, result: DetectionResult, fmt: str) -> list[Path]:
-    """Write a mesh for every lesion into ``folder`` (created if needed); returns the files in lesion order."""
+def write_surfaces(
+    folder: str | Path, volume: Volume, label_map: np.ndarray, lesions: Sequence[Lesion], fmt: str
+) -> list[Path]:
+    """Write a mesh of every lesion of ``label_map`` (on ``volume``'s grid) into ``folder`` (created if needed);
+    returns the files in lesion order."""
     if fmt not in SURFACE_FORMATS:
         raise ValueError(f"surface format must be one of {', '.join(SURFACE_FORMATS)}, not {fmt!r}")
     folder = Path(folder)
@@ -64,8 +68,8 @@ def write_surfaces(folder: str | Path, result: DetectionResult, fmt: str) -> lis
     except OSError as error:
         raise OutputError(f"cannot write {folder}: {error.strerror or error}") from error
     written = []
-    for lesion in sorted(result.lesions, key=lambda lesion: lesion.id):
-        mesh = lesion_mesh(result.label_map, result.volume, lesion.id, lesion.bbox_ijk_min, lesion.bbox_ijk_max)
+    for lesion in sorted(lesions, key=lambda lesion: lesion.id):
+        mesh = lesion_mesh(label_map, volume, lesion.id, lesion.bbox_ijk_min, lesion.bbox_ijk_max)
         path = folder / surface_file_name(lesion.id, fmt)
         with atomic_output(path) as temporary:
             ok = _write_vtp(temporary, mesh) if fmt == "vtp" else _write_stl(temporary, mesh, lesion.id)

@@ -6,21 +6,18 @@ sorted. Missing values (and non-finite ones) are an empty CSV cell and ``null`` 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ..csv_cells import csv_text
 from ..lesions import TABLE_COLUMNS, Lesion
+from ..volume import Volume
 from .atomic import atomic_output
-
-if TYPE_CHECKING:
-    from ..result import DetectionResult
 
 TABLE_FORMAT = "lesiondetect.lesions"
 TABLE_VERSION = 1
@@ -42,15 +39,6 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in value]
     if isinstance(value, (set, frozenset)):
         return sorted((_plain(item) for item in value), key=str)
-    return str(value)
-
-
-def _cell(value: Any) -> str:
-    value = _plain(value)
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
     return str(value)
 
 
@@ -79,12 +67,7 @@ def lesion_rows(lesions: Iterable[Lesion], extra: Extra | None = None) -> list[d
 
 def rows_csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """CSV text of ``rows`` (dicts) in ``columns``, cells formatted as in the lesion table."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(row[column]) for column in columns])
-    return buffer.getvalue()
+    return csv_text(columns, ({column: _plain(row[column]) for column in columns} for row in rows))
 
 
 def table_csv_text(lesions: Iterable[Lesion], extra: Extra | None = None) -> str:
@@ -101,8 +84,11 @@ def write_table_csv(path: str | Path, lesions: Iterable[Lesion], extra: Extra | 
     return path
 
 
-def table_document(result: DetectionResult, extra: Extra | None = None) -> dict[str, Any]:
-    volume = result.volume
+def table_document(
+    volume: Volume, lesions: Iterable[Lesion], *, model_name: str, threshold: float, settings: dict[str, Any],
+    warnings: Iterable[str], extra: Extra | None = None,
+) -> dict[str, Any]:
+    """The ``.lesions.json`` document: the lesion rows in the context of the input and the model that found them."""
     return _plain({
         "format": TABLE_FORMAT,
         "version": TABLE_VERSION,
@@ -113,18 +99,23 @@ def table_document(result: DetectionResult, extra: Extra | None = None) -> dict[
             "origin_lps": [float(value) for value in volume.origin],
             "direction_lps": np.asarray(volume.direction, dtype=float).tolist(),  # rows; columns = i, j, k axes
         },
-        "model": result.model_name,
-        "threshold": float(result.threshold),
-        "settings": result.settings,
-        "warnings": list(result.warnings),
-        "lesions": lesion_rows(result.lesions, extra),
+        "model": model_name,
+        "threshold": float(threshold),
+        "settings": settings,
+        "warnings": list(warnings),
+        "lesions": lesion_rows(lesions, extra),
     })
 
 
-def write_table_json(path: str | Path, result: DetectionResult, extra: Extra | None = None) -> Path:
+def write_table_json(
+    path: str | Path, volume: Volume, lesions: Iterable[Lesion], *, model_name: str, threshold: float,
+    settings: dict[str, Any], warnings: Iterable[str], extra: Extra | None = None,
+) -> Path:
     """The lesion rows with the input geometry, model, threshold, settings and warnings (sorted keys)."""
     path = Path(path)
-    text = json.dumps(table_document(result, extra), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+    document = table_document(volume, lesions, model_name=model_name, threshold=threshold, settings=settings,
+                              warnings=warnings, extra=extra)
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
     with atomic_output(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return path
