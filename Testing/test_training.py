@@ -317,7 +317,7 @@ def test_training_writes_a_bundle_that_detect_uses(trained, dataset, isolated_mo
     assert set(np.unique(result.label_map)) <= set(range(len(result.lesions) + 1))
 
     # validation during training saw exactly what detect returns for these weights
-    from LesionDetectLib.training.loop import predict_case, prepare_validation
+    from LesionDetectLib.training.validation import predict_case, prepare_validation
 
     case = load_dataset(dataset).validation[0]
     (item,) = prepare_validation([case], spec, "ms")
@@ -331,7 +331,7 @@ def test_training_writes_a_bundle_that_detect_uses(trained, dataset, isolated_mo
 
 
 def test_resume_continues_the_log_and_the_weights(trained, dataset, tmp_path):
-    from LesionDetectLib.training.loop import load_checkpoint
+    from LesionDetectLib.training.checkpoints import load_checkpoint
 
     with pytest.raises(LesionDetectError, match="--resume"):
         train(dataset, trained, tiny_recipe(), progress="none")
@@ -351,6 +351,7 @@ def test_resume_continues_the_log_and_the_weights(trained, dataset, tmp_path):
 
 def test_an_interrupted_run_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
     from LesionDetectLib.training import loop
+    from LesionDetectLib.training.checkpoints import load_checkpoint
 
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     recipe = tiny_recipe(epochs=3, val_interval=3, iterations_per_epoch=2, copy_paste=0.5)
@@ -367,10 +368,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights(dataset, tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         train(dataset, interrupted, recipe, progress="none")
     monkeypatch.undo()
-    assert loop.load_checkpoint(interrupted / "checkpoints" / "last.pt")["epoch"] == 2
+    assert load_checkpoint(interrupted / "checkpoints" / "last.pt")["epoch"] == 2
     train(dataset, interrupted, resume=True, progress="none")
-    expected = loop.load_checkpoint(straight / "checkpoints" / "last.pt")
-    got = loop.load_checkpoint(interrupted / "checkpoints" / "last.pt")
+    expected = load_checkpoint(straight / "checkpoints" / "last.pt")
+    got = load_checkpoint(interrupted / "checkpoints" / "last.pt")
     assert got["epoch"] == expected["epoch"] == 3
     for key, value in expected["network"].items():
         torch.testing.assert_close(got["network"][key], value, rtol=0, atol=0)

@@ -23,7 +23,7 @@ from ..bundles import MAX_HU, MAX_PATCH, MAX_WINDOW_VOXELS, SAFE_NAME, SPACING_R
 from ..errors import LesionDetectError
 from ..input_checks import REQUIREMENT_CHECKS
 from ..networks import MONAI_NETWORKS
-from ..progress import MODES
+from ..progress import MODES, make_reporter, step_bar_reporter
 from ..training.recipe import CACHE_MODES, LESION_RULES, LOSSES, PRESETS, SELECT_METRICS
 from .common import (
     MAX_BATCH,
@@ -294,10 +294,11 @@ def run(args: argparse.Namespace) -> int:
         dataset = load_dataset(args.dataset, filters=args.filter, channels=channels)
     else:
         dataset = args.dataset
+    report = make_reporter(args.progress, bar=step_bar_reporter)
     result = train(
         dataset, args.model_dir, recipe_changes(args), folds=args.folds, fold=args.fold,
         val_fraction=args.val_fraction, resume=args.resume, device=args.device,
-        allow_empty_labels=args.allow_empty_labels, progress=args.progress,
+        allow_empty_labels=args.allow_empty_labels, progress=report,
     )
     import os
 
@@ -308,9 +309,8 @@ def run(args: argparse.Namespace) -> int:
     if validation:
         summary += (f"; best epoch {validation['epoch']}: Dice {validation['dice']:.3f}, "
                     f"lesion sensitivity {validation['sensitivity']:.3f}, F1 {validation['f1']:.3f}")
-    if args.progress == "jsonl":
-        print(json.dumps({"stage": "done", "fraction": 1.0, "message": summary}), flush=True)
-    else:
+    report("done", 1.0, summary)
+    if args.progress != "jsonl":
         print(summary)
         print(f"import it with: lesiondetect models import {result.bundle}")
     return 0

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError, LesionDetectError
+from ..progress import ProgressCallback, make_reporter, silent, step_bar_reporter
 from ..writers.atomic import atomic_output
 from . import distributed
 from .dataset import CaseInfo, LabelledDataset, Split, load_dataset, split_cases, validate_dataset
 from .recipe import Recipe, default_preset, preset
+from .training_log import LOG_FILE
 
 RESUMABLE = ("epochs", "val_interval", "num_workers", "cache")  # what may change when a run is resumed
 SPLIT_FILE = "split.json"
@@ -50,7 +52,7 @@ def train(
     resume: bool = False,
     device: str = "auto",
     allow_empty_labels: bool = False,
-    progress: str = "bar",
+    progress: ProgressCallback | str = "bar",
     command: str | None = None,
 ) -> TrainingResult:
     """Train a lesion detector on ``dataset`` and write its bundle into ``out_dir``.
@@ -58,21 +60,30 @@ def train(
     ``recipe``: a `Recipe`, or a dict of changes to the default preset (``gpu`` with CUDA, else ``cpu``)
     or, with ``resume``, to the saved recipe (only ``epochs``, ``val_interval``, ``num_workers`` and
     ``cache`` may then change). ``folds``/``fold``/``val_fraction``: see `dataset.split_cases`.
-    ``progress``: ``bar`` (tqdm), ``jsonl`` or ``none``. Under ``torchrun`` every process calls this.
+    ``progress``: a `progress.ProgressCallback` (as for `detect`; it also gets stage ``step`` reports, one a
+    step), or ``bar`` (tqdm), ``jsonl`` or ``none``; only the first process reports. Under ``torchrun`` every
+    process calls this.
     """
     context = distributed.setup(device)
+    if not context.is_main:
+        report = silent
+    elif isinstance(progress, str):
+        report = make_reporter(progress, bar=step_bar_reporter)
+    else:
+        report = progress
     try:
         return _train(context, dataset, Path(out_dir), recipe, folds, fold, val_fraction, resume,
-                      allow_empty_labels, progress, command)
+                      allow_empty_labels, report, command)
     finally:
         distributed.cleanup(context)
 
 
-def _train(context, dataset, out_dir, recipe, folds, fold, val_fraction, resume, allow_empty, progress, command):
-    from . import bundle, loop
+def _train(context, dataset, out_dir, recipe, folds, fold, val_fraction, resume, allow_empty, report, command):
+    from . import bundle
+    from .checkpoints import CHECKPOINTS, LAST
 
     started = time.perf_counter()
-    last = out_dir / loop.CHECKPOINTS / loop.LAST
+    last = out_dir / CHECKPOINTS / LAST
     saved = _saved_state(last, resume)
     recipe = _recipe(recipe, saved)
     recipe.check()  # before reading any image
@@ -100,13 +111,12 @@ def _train(context, dataset, out_dir, recipe, folds, fold, val_fraction, resume,
     from monai.utils import set_determinism
 
     set_determinism(seed=recipe.seed)
-    trainer = _trainer(context, recipe, spec, out_dir, data, split, infos, progress)
+    trainer = _trainer(context, recipe, spec, out_dir, data, split, infos)
     if saved:
         trainer.restore(saved)
-    if context.is_main and trainer.progress.epoch < recipe.epochs:
-        message = f"training {len(split.training)} cases, validating {len(split.validation)} ({split.method})"
-        loop.Reporter(progress, 0, 0, True).message("train", message)
-    done = trainer.fit()
+    if trainer.state.epoch < recipe.epochs:
+        report("train", 0.0, f"training {len(split.training)} cases, validating {len(split.validation)} ({split.method})")
+    done = trainer.fit(report)
     metrics = {}
     if done.best_metrics:
         metrics = {"validation": {"epoch": done.best_epoch, "selected_by": recipe.select_metric,
@@ -123,12 +133,11 @@ def _train(context, dataset, out_dir, recipe, folds, fold, val_fraction, resume,
                                       description, provenance, metrics)
         bundle.write_bundle(out_dir, spec_dict, weights)
     distributed.barrier(context)
-    return TrainingResult(out_dir, done.epoch, done.best_epoch, metrics, out_dir / loop.LOG_FILE,
-                          done.seconds, recipe)
+    return TrainingResult(out_dir, done.epoch, done.best_epoch, metrics, out_dir / LOG_FILE, done.seconds, recipe)
 
 
 def _saved_state(last: Path, resume: bool) -> dict[str, Any] | None:
-    from .loop import load_checkpoint
+    from .checkpoints import load_checkpoint
 
     if resume:
         if not last.is_file():
@@ -210,7 +219,7 @@ def _resolved(recipe: Recipe, data: LabelledDataset, infos: list[CaseInfo]) -> R
 
 
 def _rule_text(split: Split, recipe: Recipe) -> str:
-    from .loop import rule_for
+    from .validation import rule_for
 
     return ", ".join(sorted({rule_for(case, recipe.lesion_rule) for case in split.validation}))
 
@@ -236,8 +245,10 @@ def _provenance(data: LabelledDataset, split: Split, recipe: Recipe, context, co
 
 
 def _trainer(context, recipe: Recipe, spec, out_dir: Path, data: LabelledDataset, split: Split,
-             infos: list[CaseInfo], progress: str):
-    from . import loop, transforms
+             infos: list[CaseInfo]):
+    from . import transforms
+    from .loop import Trainer
+    from .validation import prepare_validation
 
     by_case = {info.case.id: info for info in infos}
     mine = distributed.partition(list(split.training), context, recipe.seed)
@@ -250,11 +261,11 @@ def _trainer(context, recipe: Recipe, spec, out_dir: Path, data: LabelledDataset
         from .copy_paste import lesion_bank
 
         bank = lesion_bank((cases[index] for index in range(len(cases))), recipe.patch_size)
-    validation = loop.prepare_validation(
+    validation = prepare_validation(
         list(split.validation)[context.rank::context.world_size], spec, recipe.lesion_rule
     )
     extra = {"split": _split_record(split), "dataset": str(data.location)}
-    return loop.Trainer(context, recipe, spec, out_dir, cases, validation, bool(split.validation), extra, progress, bank)
+    return Trainer(context, recipe, spec, out_dir, cases, validation, bool(split.validation), extra, bank)
 
 
 def _grid_voxels(info: CaseInfo, spacing) -> int:
