@@ -25,10 +25,11 @@ from slicer.util import VTKObservationMixin
 
 __all__ = ["LesionDetect", "LesionDetectLogic", "LesionDetectTest", "LesionDetectWidget", "registerSampleData"]
 
-# (sample name in Sample Data, file in LesionDetectLib/sample_data, node name)
+# (sample name in Sample Data, its (file in LesionDetectLib/sample_data, node name) pairs): one click loads every
+# sequence of the scan, the main input first; a channel's node name contains the channel's (the panel fills by name)
 SAMPLES = (
-    ("LesionDetect MS FLAIR", "ms_flair.nrrd", "MSFLAIR"),
-    ("LesionDetect sarcoma CT", "ct_sarcoma.nrrd", "SarcomaCT"),
+    ("LesionDetect MS FLAIR + T1", (("ms_flair.nrrd", "MSFLAIR"), ("ms_t1.nrrd", "MST1"))),
+    ("LesionDetect sarcoma CT", (("ct_sarcoma.nrrd", "SarcomaCT"),)),
 )
 
 
@@ -50,8 +51,8 @@ class LesionDetect(ScriptedLoadableModule):
         self.parent.acknowledgementText = (
             "Developed by the LesionDetect contributors with MONAI, PyTorch, SimpleITK and 3D Slicer. "
             "The models are trained on public data sets credited in each model's description and in the "
-            "documentation. The sample data sets are a brain FLAIR MRI from the Ljubljana 3D MS lesion data set "
-            "(Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7, CC BY) and a soft-tissue "
+            "documentation. The sample data sets are a brain FLAIR and T1 MRI from the Ljubljana 3D MS lesion data "
+            "set (Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7, CC BY) and a soft-tissue "
             "sarcoma CT from the TCIA Soft-tissue-Sarcoma collection (Vallières et al. 2015, "
             "doi:10.7937/K9/TCIA.2015.7GO2GSKS, CC BY 3.0)."
         )
@@ -63,13 +64,16 @@ def registerSampleData():
     import SampleData
 
     folder = os.path.join(library.libraryFolder(), "sample_data")
-    for sampleName, fileName, nodeName in SAMPLES:
-        if os.path.isfile(os.path.join(folder, fileName)):
+    for sampleName, files in SAMPLES:
+        fileNames = [fileName for fileName, _ in files]
+        if all(os.path.isfile(os.path.join(folder, fileName)) for fileName in fileNames):
             SampleData.SampleDataLogic.registerCustomSampleDataSource(
                 category="LesionDetect", sampleName=sampleName,
                 thumbnailFileName=os.path.join(library.MODULE_FOLDER, "Resources", "Icons", "LesionDetect.png"),
-                uris=pathlib.Path(folder, fileName).as_uri(), fileNames=f"LesionDetect_{fileName}",
-                nodeNames=nodeName, checksums=expectedChecksum(folder, fileName), loadFileType="VolumeFile",
+                uris=[pathlib.Path(folder, fileName).as_uri() for fileName in fileNames],
+                fileNames=[f"LesionDetect_{fileName}" for fileName in fileNames],
+                nodeNames=[nodeName for _, nodeName in files],
+                checksums=[expectedChecksum(folder, fileName) for fileName in fileNames], loadFileType="VolumeFile",
             )
 
 
