@@ -56,13 +56,17 @@ def test_module_metadata_self_test_and_sample_data_hook(slicer, lesionDetect):
 def test_both_shipped_samples_are_registered_with_their_published_checksums(slicer, lesionDetect):
     lesionDetect.registerSampleData()
     sources = {source["sampleName"]: source for source in slicer.app.sampleSources}
-    assert set(sources) == {"LesionDetect MS FLAIR", "LesionDetect sarcoma CT"}
+    assert set(sources) == {"LesionDetect MS FLAIR + T1", "LesionDetect sarcoma CT"}
+    assert sources["LesionDetect MS FLAIR + T1"]["nodeNames"] == ["MSFLAIR", "MST1"]  # one click loads both
     sums = dict(reversed(line.split()) for line in (REPO / "LesionDetectLib" / "sample_data" / "SHA256SUMS")
                 .read_text(encoding="utf-8").splitlines())
     for source in sources.values():
-        path = Path(urllib.parse.urlparse(source["uris"]).path)
-        assert path.is_file() and source["checksums"] == f"SHA256:{sums[path.name]}"
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == sums[path.name]
+        # Slicer's SampleDataSource takes lists of equal length, one entry per file, and one file type for all
+        assert len(source["uris"]) == len(source["fileNames"]) == len(source["nodeNames"]) == len(source["checksums"])
+        for uri, checksum in zip(source["uris"], source["checksums"]):
+            path = Path(urllib.parse.urlparse(uri).path)
+            assert path.is_file() and checksum == f"SHA256:{sums[path.name]}"
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == sums[path.name]
         assert source["category"] == "LesionDetect" and source["loadFileType"] == "VolumeFile"
 
 
