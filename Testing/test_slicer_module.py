@@ -71,10 +71,11 @@ def test_both_shipped_samples_are_registered_with_their_published_checksums(slic
 
 
 def test_a_sample_without_a_published_checksum_gets_none(lesionDetect, tmp_path):
+    expectedChecksum = importlib.import_module("LesionDetectModuleLib.sampleData").expectedChecksum
     (tmp_path / "SHA256SUMS").write_text(f"{'ab' * 32}  ms_flair.nrrd\n", encoding="utf-8")
-    assert lesionDetect.expectedChecksum(str(tmp_path), "ms_flair.nrrd") == f"SHA256:{'ab' * 32}"
-    assert lesionDetect.expectedChecksum(str(tmp_path), "ct_sarcoma.nrrd") is None
-    assert lesionDetect.expectedChecksum(str(tmp_path / "absent"), "ms_flair.nrrd") is None
+    assert expectedChecksum(str(tmp_path), "ms_flair.nrrd") == f"SHA256:{'ab' * 32}"
+    assert expectedChecksum(str(tmp_path), "ct_sarcoma.nrrd") is None
+    assert expectedChecksum(str(tmp_path / "absent"), "ms_flair.nrrd") is None
 
 
 def test_self_test_entry_runs_the_shared_logic_tests(slicer, lesionDetect, monkeypatch):
