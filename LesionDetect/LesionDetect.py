@@ -1,11 +1,7 @@
-"""LesionDetect: AI lesion detection in CT and MRI, as a 3D Slicer module. This file holds the module, its Sample
-Data, the panel's wiring and the self-test entry; the small files of `LesionDetectModuleLib` do the work."""
-
-import os
-import pathlib
+"""LesionDetect: AI lesion detection in CT and MRI, as a 3D Slicer module. This file holds the module, the panel's
+wiring and the self-test entry; the small files of `LesionDetectModuleLib` do the work (its Sample Data too)."""
 
 import slicer
-from LesionDetectModuleLib import library
 from LesionDetectModuleLib.channelPanel import ChannelPanel
 from LesionDetectModuleLib.comparePanel import ComparePanel
 from LesionDetectModuleLib.errors import DetectionError
@@ -16,6 +12,7 @@ from LesionDetectModuleLib.protocol import STAGE_TITLES, ProgressEvent
 from LesionDetectModuleLib.results import findResults, setShowIn3D
 from LesionDetectModuleLib.resultsView import ResultsView
 from LesionDetectModuleLib.reviewPanel import ReviewPanel
+from LesionDetectModuleLib.sampleData import registerSampleData
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
@@ -24,13 +21,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 __all__ = ["LesionDetect", "LesionDetectLogic", "LesionDetectTest", "LesionDetectWidget", "registerSampleData"]
-
-# (sample name in Sample Data, file in LesionDetectLib/sample_data, node name)
-SAMPLES = (
-    ("LesionDetect MS FLAIR", "ms_flair.nrrd", "MSFLAIR"),
-    ("LesionDetect sarcoma CT", "ct_sarcoma.nrrd", "SarcomaCT"),
-)
-
 
 class LesionDetect(ScriptedLoadableModule):
     def __init__(self, parent):
@@ -50,40 +40,12 @@ class LesionDetect(ScriptedLoadableModule):
         self.parent.acknowledgementText = (
             "Developed by the LesionDetect contributors with MONAI, PyTorch, SimpleITK and 3D Slicer. "
             "The models are trained on public data sets credited in each model's description and in the "
-            "documentation. The sample data sets are a brain FLAIR MRI from the Ljubljana 3D MS lesion data set "
-            "(Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7, CC BY) and a soft-tissue "
+            "documentation. The sample data sets are a brain FLAIR and T1 MRI from the Ljubljana 3D MS lesion data "
+            "set (Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7, CC BY) and a soft-tissue "
             "sarcoma CT from the TCIA Soft-tissue-Sarcoma collection (Vallières et al. 2015, "
             "doi:10.7937/K9/TCIA.2015.7GO2GSKS, CC BY 3.0)."
         )
         slicer.app.connect("startupCompleted()", registerSampleData)
-
-
-def registerSampleData():
-    """Add the sample volumes shipped with the library to the Sample Data module, with their published checksums."""
-    import SampleData
-
-    folder = os.path.join(library.libraryFolder(), "sample_data")
-    for sampleName, fileName, nodeName in SAMPLES:
-        if os.path.isfile(os.path.join(folder, fileName)):
-            SampleData.SampleDataLogic.registerCustomSampleDataSource(
-                category="LesionDetect", sampleName=sampleName,
-                thumbnailFileName=os.path.join(library.MODULE_FOLDER, "Resources", "Icons", "LesionDetect.png"),
-                uris=pathlib.Path(folder, fileName).as_uri(), fileNames=f"LesionDetect_{fileName}",
-                nodeNames=nodeName, checksums=expectedChecksum(folder, fileName), loadFileType="VolumeFile",
-            )
-
-
-def expectedChecksum(folder: str, fileName: str):
-    """``SHA256:<hex>`` for ``fileName`` from the ``SHA256SUMS`` file published with it, or None if it has none.
-    The checksum is read, never computed here: computed from the file it is meant to verify, it would prove nothing."""
-    try:
-        with open(os.path.join(folder, "SHA256SUMS"), encoding="utf-8") as sums:
-            for digest, _, name in (line.strip().partition(" ") for line in sums):
-                if name.strip().lstrip("*") == fileName and len(digest) == 64:
-                    return f"SHA256:{digest.lower()}"
-    except OSError:
-        pass
-    return None
 
 
 class LesionDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

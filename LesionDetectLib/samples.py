@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SAMPLE_FOLDER = Path(__file__).parent / "sample_data"
@@ -17,6 +17,7 @@ class Sample:
     credit: str
     rule: str  # the lesion rule (``evaluation.RULES``) that scores detections against ``reference``
     model: str  # the shipped model made for this kind of scan (the demo's default)
+    channels: dict[str, str] = field(default_factory=dict)  # other sequences of the same scan: {channel name: file}
 
 
 DEMO_SAMPLE = "ct-sarcoma"  # the sample `lesiondetect demo` runs without --sample
@@ -25,11 +26,12 @@ SAMPLES = {
         case_id="patient07",
         image="ms_flair.nrrd",
         reference="ms_flair_lesions.nrrd",
-        description="real brain FLAIR MRI of a multiple-sclerosis patient (Ljubljana MS data set, patient 07), "
-        "cropped to the brain, 1 mm, with the multi-rater consensus lesion mask",
+        description="real brain FLAIR and T1 MRI of a multiple-sclerosis patient (Ljubljana MS data set, patient 07; "
+        "skull-stripped, in MNI space), cropped to the brain, 1 mm, with the multi-rater consensus lesion mask",
         credit="Lesjak et al., Neuroinformatics 2017, doi:10.1007/s12021-017-9348-7 (CC BY)",
         rule="ms",
-        model="ms-flair-lesions",
+        model="ms-flair-t1-lesions",
+        channels={"T1": "ms_t1.nrrd"},
     ),
     "ct-sarcoma": Sample(
         case_id="STS_019",

@@ -19,6 +19,19 @@ def sample() -> Volume:
     return read_volume(sample_path(SAMPLES["ms-flair"].image))
 
 
+@pytest.fixture(scope="module")
+def ms_scan(sample) -> dict[str, Volume]:
+    """Every sequence of the MS sample by channel name: its FLAIR and the T1 of the same session."""
+    return {"FLAIR": sample, **{name: read_volume(sample_path(file)) for name, file in SAMPLES["ms-flair"].channels.items()}}
+
+
+def inputs_for(model, scan: dict[str, Volume]) -> Volume | dict[str, Volume]:
+    """What ``detect`` takes for ``model`` from ``scan``: the FLAIR alone for a one-channel model, else the channels
+    it needs by name."""
+    names = model.spec.needed_channels
+    return scan["FLAIR"] if len(names) == 1 else {name: scan[name] for name in names}
+
+
 @pytest.mark.parametrize("entry", list_models(), ids=lambda entry: entry.name)
 def test_every_shipped_bundle_loads_and_verifies(entry):
     model = load_model(entry.name)
@@ -26,7 +39,7 @@ def test_every_shipped_bundle_loads_and_verifies(entry):
     assert model.spec.provenance and model.spec.intended_use
 
 
-TRAINED = ["brain-mri-lesions", "ms-flair-lesions", "ct-tumours"]
+TRAINED = ["brain-mri-lesions", "ms-flair-lesions", "ms-flair-t1-lesions", "ct-tumours"]
 
 
 @pytest.mark.parametrize("name", TRAINED)
@@ -44,7 +57,7 @@ def test_trained_bundles_credit_their_data_and_carry_cross_validated_metrics(nam
 
 @pytest.mark.parametrize(("name", "requirements"), [
     ("brain-mri-lesions", ["skull-stripped"]), ("ms-flair-lesions", ["skull-stripped"]),
-    ("ct-tumours", ["extremity"]),
+    ("ms-flair-t1-lesions", ["skull-stripped"]), ("ct-tumours", ["extremity"]),
 ])
 def test_trained_bundles_check_their_inputs_look_like_their_training_data(name, requirements):
     assert list(load_model(name).spec.input_requirements) == requirements
@@ -54,19 +67,49 @@ def test_sample_is_a_real_mr_volume(sample):
     assert sample.modality == "MR" and sample.shape_ijk == (131, 164, 130)
 
 
-MR_MODELS = ("brain-mri-lesions", "ms-flair-lesions", "flair-hyperintensity-baseline")
+def test_the_samples_t1_lies_on_the_flairs_grid_and_is_another_image(ms_scan):
+    flair, t1 = ms_scan["FLAIR"], ms_scan["T1"]
+    assert t1.modality == "MR" and t1.same_geometry(flair) and t1.array.dtype == flair.array.dtype == np.int16
+    assert not np.array_equal(t1.array, flair.array)
+    both, either = ((t1.array != 0) & (flair.array != 0)).sum(), ((t1.array != 0) | (flair.array != 0)).sum()
+    assert both > 0.999 * either  # the same skull-stripped brain (a FLAIR voxel under 0.005 was stored as 0)
+
+
+MS_T1_SETTING = (0.95, 0.5, 5.0)  # README model card of ms-flair-t1-lesions: threshold, outline, min mm³
+
+
+def test_the_flair_t1_model_takes_both_sequences_and_was_not_trained_on_the_sample():
+    spec = load_model("ms-flair-t1-lesions").spec
+    assert spec.needed_channels == ["FLAIR", "T1"] and spec.modality == "MR"
+    assert (spec.threshold, spec.outline_threshold, spec.min_lesion_mm3) == MS_T1_SETTING
+    assert all(word in spec.description for word in ("MS", "FLAIR", "T1", "skull-stripped", "MNI"))
+    dataset = spec.provenance["dataset"]
+    assert dataset["validation_case_ids"] == [SAMPLES["ms-flair"].case_id]
+    assert SAMPLES["ms-flair"].case_id not in dataset["training_case_ids"]
+
+
+MR_MODELS = ("brain-mri-lesions", "ms-flair-lesions", "ms-flair-t1-lesions", "flair-hyperintensity-baseline")
+
+
+def z_scored(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / x.std()
+
+
+SCALINGS = {  # each sequence its own a·x + b (a > 0), as two scanners or two exports would store them
+    "raw": {"FLAIR": lambda x: x, "T1": lambda x: x},
+    "rescaled": {"FLAIR": lambda x: x * 37.5, "T1": lambda x: x * 0.02 + 100.0},
+    "z-scored": {"FLAIR": z_scored, "T1": z_scored},
+}
 
 
 @pytest.mark.parametrize("name", MR_MODELS)
-def test_mr_model_gives_the_same_lesions_for_raw_rescaled_and_z_scored_input(sample, name):
+def test_mr_model_gives_the_same_lesions_for_raw_rescaled_and_z_scored_input(ms_scan, name):
     model = load_model(name)
-    raw = sample.array.astype(np.float32)
-    variants = {
-        "raw": raw,
-        "rescaled": raw * 37.5,
-        "z-scored": (raw - raw.mean()) / raw.std(),
-    }
-    results = {name: detect(sample.with_array(array), model, device="cpu") for name, array in variants.items()}
+    results = {}
+    for scaling, change in SCALINGS.items():
+        scan = {channel: volume.with_array(change[channel](volume.array.astype(np.float32)))
+                for channel, volume in ms_scan.items()}
+        results[scaling] = detect(inputs_for(model, scan), model, device="cpu")
     reference = results["raw"]
     assert reference.lesions, "every MR model finds lesions in the sample"
 
@@ -81,11 +124,13 @@ def test_mr_model_gives_the_same_lesions_for_raw_rescaled_and_z_scored_input(sam
 
 
 @pytest.mark.parametrize("name", MR_MODELS)
-def test_an_mr_model_refuses_a_ct(sample, name):
-    ct = Volume(np.where(sample.array > 0, 40, -1000).astype(np.int16), sample.spacing, sample.origin,
-                sample.direction, modality="CT")
+def test_an_mr_model_refuses_a_ct(ms_scan, name):
+    cts = {channel: Volume(np.where(volume.array > 0, 40 + number, -1000).astype(np.int16), volume.spacing,
+                           volume.origin, volume.direction, modality="CT")
+           for number, (channel, volume) in enumerate(ms_scan.items())}
+    model = load_model(name)
     with pytest.raises(ModalityMismatchError, match="is for MR but the input is CT"):
-        detect(ct, load_model(name), device="cpu")
+        detect(inputs_for(model, cts), model, device="cpu")
 
 
 def matched(result, reference: Volume, rule: str):
@@ -94,13 +139,15 @@ def matched(result, reference: Volume, rule: str):
     return match_case("case", predictions, reference_lesions(reference, resolve_rule(rule))).counts()
 
 
-@pytest.mark.parametrize("name", ["brain-mri-lesions", "ms-flair-lesions"])
-def test_brain_models_give_the_same_lesions_whatever_the_voxel_order(sample, name):
+@pytest.mark.parametrize("name", ["brain-mri-lesions", "ms-flair-lesions", "ms-flair-t1-lesions"])
+def test_brain_models_give_the_same_lesions_whatever_the_voxel_order(ms_scan, name):
     """The sample stored in another axis order and direction is the same anatomy: same lesions, same places."""
     model = load_model(name)
-    reordered = Volume.from_sitk(sitk.DICOMOrient(sample.to_sitk(), "SAR"), modality="MR")
-    assert reordered.array.shape != sample.array.shape
-    expected, result = detect(sample, model, device="cpu"), detect(reordered, model, device="cpu")
+    reordered = {channel: Volume.from_sitk(sitk.DICOMOrient(volume.to_sitk(), "SAR"), modality="MR")
+                 for channel, volume in ms_scan.items()}
+    assert reordered["FLAIR"].array.shape != ms_scan["FLAIR"].array.shape
+    expected = detect(inputs_for(model, ms_scan), model, device="cpu")
+    result = detect(inputs_for(model, reordered), model, device="cpu")
     assert expected.lesions and len(result.lesions) == len(expected.lesions)
     for lesion, reference in zip(result.lesions, expected.lesions):
         np.testing.assert_allclose(lesion.centroid_lps, reference.centroid_lps, atol=2.0)
@@ -125,6 +172,18 @@ def test_ms_model_on_the_shipped_ms_sample_gives_its_documented_result(sample):
     result = detect(sample, load_model("ms-flair-lesions"), device="cpu")
     counts = matched(result, read_volume(sample_path(SAMPLES["ms-flair"].reference)), "ms")
     assert counts.lesions == 24 and counts.tp >= MS_SAMPLE_FOUND and counts.fp <= MS_SAMPLE_FALSE_POSITIVES
+
+
+MS_T1_SAMPLE_FOUND, MS_T1_SAMPLE_FALSE_POSITIVES = 4, 3  # README model card of ms-flair-t1-lesions
+
+
+def test_flair_t1_model_on_the_shipped_ms_sample_gives_its_documented_result(ms_scan):
+    """README model card: on patient 07 (held out of its training) with its T1, at the default setting, it finds 4
+    of the 24 MS lesions and marks 3 regions outside them (one lesion fewer or one region more fails)."""
+    model = load_model("ms-flair-t1-lesions")
+    result = detect(inputs_for(model, ms_scan), model, device="cpu")
+    counts = matched(result, read_volume(sample_path(SAMPLES["ms-flair"].reference)), "ms")
+    assert counts.lesions == 24 and counts.tp >= MS_T1_SAMPLE_FOUND and counts.fp <= MS_T1_SAMPLE_FALSE_POSITIVES
 
 
 @needs_shared_data

@@ -207,3 +207,22 @@ def test_a_failed_import_shows_the_librarys_message_through_the_real_process(sli
 def test_the_model_list_comes_from_the_library_process_with_each_models_channels(slicer, lesionDetect):
     models = slicer.util.getModuleWidget("LesionDetect").models.models
     assert models["ms-flair-lesions"].inputChannels == ("FLAIR",) and models["ct-tumours"].inputChannels == ("CT",)
+    assert models["ms-flair-t1-lesions"].inputChannels == ("FLAIR", "T1")
+
+
+def test_the_ms_sample_fills_the_t1_selector_of_the_flair_t1_model(slicer, lesionDetect):
+    """README tutorial: Sample Data's MS sample loads MSFLAIR and MST1; choosing ms-flair-t1-lesions fills its T1
+    selector with MST1, and the FLAIR-only model needs none."""
+    lesionDetect.registerSampleData()
+    source = next(source for source in slicer.app.sampleSources if source["sampleName"] == "LesionDetect MS FLAIR + T1")
+    flair, t1 = (addVolume(slicer, name) for name in source["nodeNames"])  # as Sample Data loads them, in order
+    widget = slicer.util.getModuleWidget("LesionDetect")
+    widget.ui.inputVolumeSelector.setCurrentNode(flair)
+    choose(widget, "ms-flair-t1-lesions")
+    assert widget.ui.channelsWidget.visible and rows(widget) == [("T1 volume:", t1.GetName())]
+    description = widget.ui.modelDescriptionLabel.text
+    assert "FLAIR and T1" in description and "Sequences: FLAIR, T1 (the input volume is the FLAIR)" in description
+    assert widget.channels.volumes() == {"T1": t1}
+    choose(widget, "ms-flair-lesions")
+    assert not widget.ui.channelsWidget.visible and rows(widget) == []
+    assert "one skull-stripped FLAIR" in widget.ui.modelDescriptionLabel.text

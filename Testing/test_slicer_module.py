@@ -56,21 +56,26 @@ def test_module_metadata_self_test_and_sample_data_hook(slicer, lesionDetect):
 def test_both_shipped_samples_are_registered_with_their_published_checksums(slicer, lesionDetect):
     lesionDetect.registerSampleData()
     sources = {source["sampleName"]: source for source in slicer.app.sampleSources}
-    assert set(sources) == {"LesionDetect MS FLAIR", "LesionDetect sarcoma CT"}
+    assert set(sources) == {"LesionDetect MS FLAIR + T1", "LesionDetect sarcoma CT"}
+    assert sources["LesionDetect MS FLAIR + T1"]["nodeNames"] == ["MSFLAIR", "MST1"]  # one click loads both
     sums = dict(reversed(line.split()) for line in (REPO / "LesionDetectLib" / "sample_data" / "SHA256SUMS")
                 .read_text(encoding="utf-8").splitlines())
     for source in sources.values():
-        path = Path(urllib.parse.urlparse(source["uris"]).path)
-        assert path.is_file() and source["checksums"] == f"SHA256:{sums[path.name]}"
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == sums[path.name]
+        # Slicer's SampleDataSource takes lists of equal length, one entry per file, and one file type for all
+        assert len(source["uris"]) == len(source["fileNames"]) == len(source["nodeNames"]) == len(source["checksums"])
+        for uri, checksum in zip(source["uris"], source["checksums"]):
+            path = Path(urllib.parse.urlparse(uri).path)
+            assert path.is_file() and checksum == f"SHA256:{sums[path.name]}"
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == sums[path.name]
         assert source["category"] == "LesionDetect" and source["loadFileType"] == "VolumeFile"
 
 
 def test_a_sample_without_a_published_checksum_gets_none(lesionDetect, tmp_path):
+    expectedChecksum = importlib.import_module("LesionDetectModuleLib.sampleData").expectedChecksum
     (tmp_path / "SHA256SUMS").write_text(f"{'ab' * 32}  ms_flair.nrrd\n", encoding="utf-8")
-    assert lesionDetect.expectedChecksum(str(tmp_path), "ms_flair.nrrd") == f"SHA256:{'ab' * 32}"
-    assert lesionDetect.expectedChecksum(str(tmp_path), "ct_sarcoma.nrrd") is None
-    assert lesionDetect.expectedChecksum(str(tmp_path / "absent"), "ms_flair.nrrd") is None
+    assert expectedChecksum(str(tmp_path), "ms_flair.nrrd") == f"SHA256:{'ab' * 32}"
+    assert expectedChecksum(str(tmp_path), "ct_sarcoma.nrrd") is None
+    assert expectedChecksum(str(tmp_path / "absent"), "ms_flair.nrrd") is None
 
 
 def test_self_test_entry_runs_the_shared_logic_tests(slicer, lesionDetect, monkeypatch):

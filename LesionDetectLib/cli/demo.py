@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
     which.add_argument("--ct", dest="sample", action="store_const", const="ct-sarcoma",
                        help="the CT sample (same as --sample ct-sarcoma)")
     which.add_argument("--ms", dest="sample", action="store_const", const="ms-flair",
-                       help="the MS FLAIR sample (same as --sample ms-flair)")
+                       help="the MS sample, FLAIR and T1 (same as --sample ms-flair)")
     add_common_detect_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -37,20 +37,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"sample: {sample.description}\ncredit: {sample.credit}")
     image = sample_path(sample.image)
     args.model = args.model or sample.model
-    summary = run_cases([image], args.output, options_from(args), make_reporter("none" if args.quiet else args.progress))
+    spec = load_model(args.model).spec
+    options = options_from(args, channels=sample_channels(sample, spec.needed_channels))
+    summary = run_cases([image], args.output, options, make_reporter("none" if args.quiet else args.progress))
     if summary.failed:
         raise next(iter(summary.failed.values()))
     result = summary.written[image]
     reference = read_volume(sample_path(sample.reference))
     picture = write_overview(args.output / f"{volume_stem(image)}.overview.png", result, reference.array)
     print(f"model: {result.model_name} (threshold {result.threshold}, outline {result.settings['outline_threshold']})")
-    note = training_note(sample, load_model(args.model).spec)
+    note = training_note(sample, spec)
     if note:
         print(note)
     print(lesion_table(result.lesions))
     print(agreement(result, reference, sample.rule))
     print(f"outputs written to {args.output.resolve()}; overview picture: {picture.name}")
     return 0
+
+
+def sample_channels(sample: Sample, needed: list[str]) -> tuple[tuple[str, Path], ...]:
+    """The sample's other sequences that the model needs (``needed``: its channels), as ``--channel`` gives them;
+    none for a one-channel model, so ``--model ms-flair-lesions`` runs on the FLAIR alone."""
+    wanted = {name.casefold() for name in needed}
+    return tuple((name, sample_path(file)) for name, file in sample.channels.items() if name.casefold() in wanted)
 
 
 def agreement(result: DetectionResult, reference: Volume, rule: str) -> str:
