@@ -15,7 +15,7 @@ import torch
 
 from .. import infer
 from .recipe import Recipe
-from .transforms import BODY, IMAGE, LABEL
+from .keys import BODY, IMAGE, LABEL
 
 FIRING_PROBABILITY = 0.5
 LESION_MARGIN = 2  # voxels: the rim of a lesion is not a hard negative (outlines there are uncertain)
