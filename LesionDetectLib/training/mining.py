@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 
 from .. import infer
-from .recipe import Recipe
 from .keys import BODY, IMAGE, LABEL
+from .recipe import Recipe
 
 FIRING_PROBABILITY = 0.5
 LESION_MARGIN = 2  # voxels: the rim of a lesion is not a hard negative (outlines there are uncertain)
