@@ -61,5 +61,5 @@ class DetectionResult:
         return write_all(
             Path(out_dir), stem or self.volume.name, self.volume, self.label_map, self.lesions,
             model_name=self.model_name, threshold=self.threshold, settings=self.settings, warnings=self.warnings,
-            probability=self.probability if save_probability else None, surface_format=surface_format,
+            probability=(lambda: self.probability) if save_probability else None, surface_format=surface_format,
         )

@@ -65,12 +65,13 @@ def write_all(
     threshold: float,
     settings: dict[str, Any],
     warnings: Sequence[str],
-    probability: np.ndarray | None = None,
+    probability: Callable[[], np.ndarray] | None = None,
     surface_format: str | None = None,
 ) -> dict[str, Path]:
     """Write every output of one case into ``out_dir``; returns the written paths by kind.
 
-    ``label_map`` (and ``probability``, written when given) are ``[k, j, i]`` on ``volume``'s grid; the model
+    ``label_map`` is ``[k, j, i]`` on ``volume``'s grid, and so is the map ``probability()`` returns (written when
+    given; called only once ``out_dir`` is known to be writable, since it may resample the whole volume); the model
     name, threshold, settings and warnings go into the ``.lesions.json``.
     """
     if not stem or Path(stem).name != stem or stem in (".", ".."):
@@ -87,7 +88,7 @@ def write_all(
         write_staged(staging, paths["table_json"], lambda path: write_table_json(
             path, volume, lesions, model_name=model_name, threshold=threshold, settings=settings, warnings=warnings))
         if probability is not None:
-            write_staged(staging, paths["probability"], lambda path: write_probability(path, volume, probability))
+            write_staged(staging, paths["probability"], lambda path: write_probability(path, volume, probability()))
         else:
             staging.remove(paths["probability"])
         if surface_format is not None:
