@@ -238,6 +238,8 @@ def test_a_two_channel_bundle_is_trained_and_detects_with_both_channels(keyed, t
     model = open_bundle(tmp_path / "model")
     assert model.spec.input_channels == ["FLAIR", "T1"] and model.spec.network["kwargs"]["in_channels"] == 2
     assert model.spec.needed_channels == ["FLAIR", "T1"]
+    recorded = model.spec.provenance["training"]["recipe"]["network_kwargs"]
+    assert recorded.get("in_channels", 2) == 2  # the recipe never records a count that contradicts the network
     split = json.loads((tmp_path / "model" / "split.json").read_text())
     assert split["channels"]["c2"] == {"FLAIR": str(keyed.parent / "c2_flair.nii.gz"),
                                        "T1": str(keyed.parent / "c2_t1.nii.gz")}

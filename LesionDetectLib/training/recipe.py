@@ -24,9 +24,10 @@ DEFAULT_MR_PERCENTILES = (0.5, 99.5)
 
 
 def unet_kwargs(channels: tuple[int, ...], num_res_units: int) -> dict[str, Any]:
-    """kwargs of a MONAI ``UNet`` with stride-2 levels (cheap at full resolution, so fast on CPUs too)."""
+    """kwargs of a MONAI ``UNet`` with stride-2 levels (cheap at full resolution, so fast on CPUs too); without
+    ``in_channels``, which the dataset's channels give (a recipe records no count it does not decide)."""
     return {
-        "spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": list(channels),
+        "spatial_dims": 3, "out_channels": 1, "channels": list(channels),
         "strides": [2] * (len(channels) - 1), "num_res_units": num_res_units,
     }
 
