@@ -98,16 +98,19 @@ def detect(
     check_memory(volume.array.shape, grid_size, _memory_window(spec, grid_size),
                  batch_size or infer.default_batch_size(spec.batch_size, device), spec.overlap if overlap is None else overlap)
     if spec.pipeline:  # an imported MONAI bundle: its own preprocessing, inferer and outputs
+        from .detector_boxes import lesions_from_boxes
         from .monai_bundle.inference import bundle_probability
 
         progress("inference", 0.15, f"MONAI bundle {spec.network['name']} on {device}")
         bundle_map, boxes = bundle_probability(model, channels, threshold, device, overlap, batch_size)
+        progress("postprocess", 0.87, "connected components and measurements")
         if boxes is not None:
             warn("a box detector: each lesion's segment is its box, not an outline")
-        progress("postprocess", 0.87, "connected components and measurements")
-        found, label_map = lesions.from_probability(
-            bundle_map, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
-        )
+            found, label_map = lesions_from_boxes(boxes, volume, threshold, min_volume_mm3, max_lesions)
+        else:
+            found, label_map = lesions.from_probability(
+                bundle_map, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
+            )
 
         def probability():
             return bundle_map

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from .detected_box import DetectedBox, Triple
 from .volume import Volume, apply_affine, lps_to_ras
-
-Triple = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,7 @@ class Lesion:
     longest_axial_diameter_mm: float
     surface_area_mm2: float | None = None
     sphericity: float | None = None
+    detector_box: DetectedBox | None = None  # a box detector's lesion: its box (`detector_boxes`)
 
     @property
     def name(self) -> str:
@@ -44,6 +44,14 @@ class Lesion:
     @property
     def centroid_ras(self) -> Triple:
         return tuple(float(v) for v in lps_to_ras(self.centroid_lps))
+
+    @property
+    def marker_lps(self) -> Triple:
+        """Where its control point goes: the detector box's centre, else the centroid."""
+        return self.centroid_lps if self.detector_box is None else self.detector_box.centre_lps
+
+    def with_detector_box(self, box: DetectedBox) -> Lesion:
+        return replace(self, detector_box=box)
 
     def description(self) -> str:
         """One line for a control point: confidence, volume and diameter."""
@@ -125,16 +133,54 @@ def from_probability(
     if isinstance(probability, np.ndarray):
         probability = [(tuple(slice(0, n) for n in probability.shape), probability)]
     outline_threshold = effective_outline_threshold(threshold, outline_threshold)
-    min_voxels = int(math.ceil(min_volume_mm3 / volume.voxel_volume_mm3 - 1e-9)) if min_volume_mm3 > 0 else 0
+    min_voxels = _min_voxels(volume, min_volume_mm3)
     found = [region for box, values in probability
              for region in _regions_in_box(values, volume, box, outline_threshold, min_voxels)]
     confident = [region for region in found if region.confidence[0] >= np.float32(threshold)]  # as the mask compares
-    order = sorted(confident, key=lambda region: region.order_key)[:max_lesions]
+    return _numbered(sorted(confident, key=lambda region: region.order_key)[:max_lesions], volume, measure_surfaces)
+
+
+def from_labels(
+    labels: np.ndarray,
+    volume: Volume,
+    confidences: Sequence[float],
+    min_volume_mm3: float = 0.0,
+    max_lesions: int | None = None,
+    measure_surfaces: bool = True,
+) -> tuple[list[tuple[Lesion, int]], np.ndarray]:
+    """Lesions of a ``[k, j, i]`` label map whose label n (1, 2, … in order of rank) is one lesion of confidence
+    ``confidences[n - 1]`` (connected or not), each with its label n, and their label map renumbered 1, 2, …
+    (labels with no voxel or under ``min_volume_mm3`` are dropped, then all but the first ``max_lesions``)."""
+    import SimpleITK as sitk
+
+    shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.ComputePerimeterOff()
+    shapes.Execute(replace(volume, array=labels).to_sitk())
+    min_voxels = _min_voxels(volume, min_volume_mm3)
+    kept = [label for label in sorted(shapes.GetLabels()) if shapes.GetNumberOfPixels(label) >= min_voxels]
+    kept = kept[:max_lesions]
+    regions = []
+    for label in kept:
+        local = _bounding_box_kji(shapes, label)
+        confidence = float(confidences[label - 1])
+        regions.append(_Region(box=local, mask=labels[local] == label, count=int(shapes.GetNumberOfPixels(label)),
+                               confidence=(confidence, confidence),
+                               centroid_lps=tuple(float(v) for v in shapes.GetCentroid(label))))
+    lesions, label_map = _numbered(regions, volume, measure_surfaces)
+    return list(zip(lesions, kept)), label_map
+
+
+def _numbered(order: Sequence[_Region], volume: Volume, measure_surfaces: bool) -> tuple[list[Lesion], np.ndarray]:
+    """The regions as lesions 1, 2, … in the given order, and their label map."""
     label_map = np.zeros(volume.array.shape, dtype=np.uint16)
     for new_id, region in enumerate(order, start=1):
         label_map[region.box][region.mask] = new_id
     lesions = [_measure(new_id, region, label_map, volume, measure_surfaces) for new_id, region in enumerate(order, 1)]
     return lesions, label_map
+
+
+def _min_voxels(volume: Volume, min_volume_mm3: float) -> int:
+    return int(math.ceil(min_volume_mm3 / volume.voxel_volume_mm3 - 1e-9)) if min_volume_mm3 > 0 else 0
 
 
 def box_volume(volume: Volume, box: Box, array: np.ndarray) -> Volume:

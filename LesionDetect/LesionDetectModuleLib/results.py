@@ -1,7 +1,8 @@
 """The files written by ``lesiondetect detect`` → the nodes users see, placed next to the input volume.
 
 Geometry is never converted here: Slicer's own readers load ``<stem>.seg.nrrd`` and ``<stem>.mrk.json`` (both carry
-their coordinate system), and only the measurement table is built from ``<stem>.lesions.csv``.
+their coordinate system), and only the measurement table is built from ``<stem>.lesions.csv``. A box detector's
+``<stem>.boxes.mrk.json`` becomes one markups ROI node per lesion (`boxNodes`), beside the three.
 
 Nothing in the scene changes unless every file loads fully and the three agree: as many segments and control points
 as table rows, in the same order, every control point position defined. Slicer's readers alone do not promise that:
@@ -18,6 +19,7 @@ control points' (``GetNthControlPointPositionWorld``), which is what slice jumpi
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from typing import NamedTuple
@@ -37,6 +39,7 @@ ROLE_CLASSES = {
     "table": "vtkMRMLTableNode",
 }
 NAME_SUFFIXES = {"segmentation": "lesions", "points": "lesion points", "table": "lesion table"}
+BOX_ROLE, BOX_CLASS = "box", "vtkMRMLMarkupsROINode"
 REQUIRED_COLUMNS = ("id", "name", "label", "confidence_max", "volume_mm3", "longest_axial_diameter_mm")
 
 
@@ -56,6 +59,11 @@ def outputPaths(outputFolder: str, stem: str) -> dict[str, str]:
     }
 
 
+def boxesPath(outputFolder: str, stem: str) -> str:
+    """A box detector's ROIs (absent for a segmentation model)."""
+    return os.path.join(outputFolder, f"{stem}.boxes.mrk.json")
+
+
 def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False) -> DetectionNodes:
     """Load one run's files as nodes named after ``volumeNode``, replacing that volume's previous results; raise
     `ResultsError` (and change nothing) unless every file loads fully and validly."""
@@ -70,6 +78,7 @@ def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False
         checkLabelMapReadable(paths["segmentation"])
         segmentation = loadOne(paths["segmentation"], "SegmentationFile", created)
         points = loadOne(paths["points"], "MarkupsFile", created)
+        boxes = loadBoxes(boxesPath(outputFolder, stem), rows, created)
         created.append(tableNodeFromRows(columns, rows, textColumns=REVIEW_COLUMNS))
         nodes = DetectionNodes(segmentation, points, created[-1])
         checkAgreement(nodes, rows)
@@ -79,6 +88,7 @@ def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False
         raise ResultsError(f"the detection's results could not be loaded, the scene is unchanged: {error}") from error
     removeResults(volumeNode)
     _adopt(nodes, volumeNode)
+    _adoptBoxes(boxes, rows, volumeNode)
     nodes.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
     setShowIn3D(nodes.segmentation, showIn3D)
     from .review import showReview  # here: `review` builds on this module
@@ -89,11 +99,40 @@ def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False
 
 def loadOne(path: str, fileType: str, created: list):
     """Read ``path`` with Slicer's reader for ``fileType``; every node it made goes into ``created``."""
-    loaded = list(slicer.util.loadNodesFromFile(path, fileType))
-    created.extend(loaded)
+    loaded = loadAll(path, fileType, created)
     if len(loaded) != 1:
         raise ValueError(f"{os.path.basename(path)} holds {len(loaded)} nodes, expected one")
     return loaded[0]
+
+
+def loadAll(path: str, fileType: str, created: list) -> list:
+    """Every node Slicer's reader for ``fileType`` makes of ``path`` (all of them also go into ``created``)."""
+    loaded = list(slicer.util.loadNodesFromFile(path, fileType))
+    created.extend(loaded)
+    return loaded
+
+
+def loadBoxes(path: str, rows: list[dict[str, str]], created: list) -> list:
+    """The ROI nodes of a box detector's ``.boxes.mrk.json`` (none without the file): one per table row.
+
+    Each ROI is read on its own by Slicer's ROI storage node (``AddNewMarkupsNodeFromFile`` with its index): the
+    markups reader loads every markup of a file but returns only the first."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as file:
+        count = len(json.load(file).get("markups", []))
+    if count != len(rows):
+        raise ValueError(f"{os.path.basename(path)} holds {count} box(es), the table {len(rows)} lesion(s)")
+    boxes = []
+    for index in range(count):
+        storageNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROIJsonStorageNode")
+        created.append(storageNode)
+        node = storageNode.AddNewMarkupsNodeFromFile(path, "", index)
+        if node is None or not node.IsA(BOX_CLASS):
+            raise ValueError(f"box {index + 1} of {os.path.basename(path)} is not a readable ROI")
+        created.append(node)
+        boxes.append(node)
+    return boxes
 
 
 def readLesionTable(csvPath: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -153,7 +192,7 @@ def findResults(volumeNode) -> DetectionNodes | None:
 def removeResults(volumeNode) -> None:
     """Remove every node an earlier run made for ``volumeNode`` (Slicer's Data module logic removes their display
     and storage nodes with them)."""
-    for className in ROLE_CLASSES.values():
+    for className in (*ROLE_CLASSES.values(), BOX_CLASS):
         for node in slicer.util.getNodesByClass(className):
             if node.GetAttribute(INPUT_VOLUME_ATTRIBUTE) == volumeNode.GetID():
                 slicer.mrmlScene.RemoveNode(node)
@@ -161,16 +200,30 @@ def removeResults(volumeNode) -> None:
 
 def _adopt(nodes: DetectionNodes, volumeNode) -> None:
     """Name, tag and place the nodes next to the volume: same subject-hierarchy parent, same parent transform."""
-    shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
-    parentItem = shNode.GetItemParent(shNode.GetItemByDataNode(volumeNode))
     for role, node in zip(DetectionNodes._fields, nodes):
-        node.SetName(f"{volumeNode.GetName()} {NAME_SUFFIXES[role]}")
-        node.SetAttribute(INPUT_VOLUME_ATTRIBUTE, volumeNode.GetID())
-        node.SetAttribute(ROLE_ATTRIBUTE, role)
-        detachStorage(node)
-        if role != "table":
-            node.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
-        shNode.SetItemParent(shNode.GetItemByDataNode(node), parentItem)
+        _placeBeside(node, volumeNode, role, f"{volumeNode.GetName()} {NAME_SUFFIXES[role]}", role != "table")
+
+
+def _adoptBoxes(boxes: list, rows: list[dict[str, str]], volumeNode) -> None:
+    for node, row in zip(boxes, rows):
+        _placeBeside(node, volumeNode, BOX_ROLE, f"{volumeNode.GetName()} {row['label']} box", True)
+
+
+def _placeBeside(node, volumeNode, role: str, name: str, transformed: bool) -> None:
+    shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+    node.SetName(name)
+    node.SetAttribute(INPUT_VOLUME_ATTRIBUTE, volumeNode.GetID())
+    node.SetAttribute(ROLE_ATTRIBUTE, role)
+    detachStorage(node)
+    if transformed:
+        node.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+    shNode.SetItemParent(shNode.GetItemByDataNode(node), shNode.GetItemParent(shNode.GetItemByDataNode(volumeNode)))
+
+
+def boxNodes(volumeNode) -> list:
+    """The ROI nodes of the box detector run made for ``volumeNode``, in lesion order (none for other models)."""
+    return [node for node in slicer.util.getNodesByClass(BOX_CLASS)
+            if node.GetAttribute(INPUT_VOLUME_ATTRIBUTE) == volumeNode.GetID() and node.GetAttribute(ROLE_ATTRIBUTE) == BOX_ROLE]
 
 
 def detachStorage(node) -> None:

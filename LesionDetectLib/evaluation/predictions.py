@@ -1,7 +1,8 @@
 """The predictions of an evaluation: finding each case's files in the prediction folder, and reading them.
 
 ``<case>.lesions.csv`` (preferred) or ``<case>.mrk.json`` and, for Dice, ``<case>.seg.nrrd``; also found under
-``<case>/`` sub-folders, as ``<case>_0000`` or by the case's image stem.
+``<case>/`` sub-folders, as ``<case>_0000`` or by the case's image stem. A box detector's ``<case>.boxes.mrk.json``
+is not a prediction file (its lesions are in the table).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..volume import LPS_TO_RAS
+from ..writers.markups import BOXES_SUFFIX
 from .cases import CaseSource
 from .matching import Prediction
 
@@ -36,7 +38,7 @@ def prediction_index(pred_dir: Path) -> dict[str, dict[str, Path]]:
 
 def _index_files(folder: Path) -> dict[str, dict[str, Path]]:
     index: dict[str, dict[str, Path]] = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.endswith(BOXES_SUFFIX)):
         for suffix, kind in PREDICTION_SUFFIXES.items():
             if path.name.endswith(suffix):
                 index.setdefault(path.name[: -len(suffix)], {})[kind] = path

@@ -3,30 +3,15 @@ detector its boxes (the probability is then each box's score inside the box: wha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from ..detected_box import DetectedBox
 from ..volume import Volume
 from . import run
 
 
-@dataclass(frozen=True)
-class Box:
-    """A detected box: its score and its eight corners' extent as centre and size along the model-grid axes
-    (RAS-aligned), in LPS mm (centre) and mm (size)."""
-
-    score: float
-    centre_lps: tuple[float, float, float]
-    size_mm: tuple[float, float, float]
-
-    def to_dict(self) -> dict[str, object]:
-        return {"score": round(self.score, 6), "centre_lps": [round(v, 4) for v in self.centre_lps],
-                "size_mm": [round(v, 4) for v in self.size_mm]}
-
-
 def bundle_probability(model, channels: list[Volume], threshold: float, device: str, overlap: float | None = None,
-                       batch_size: int | None = None) -> tuple[np.ndarray, list[Box] | None]:
+                       batch_size: int | None = None) -> tuple[np.ndarray, list[DetectedBox] | None]:
     """(lesion probability ``[k, j, i]`` on the reference grid, the boxes of a detection bundle or None)."""
     pipeline = model.spec.pipeline
     network = model.network(device)
@@ -36,7 +21,9 @@ def bundle_probability(model, channels: list[Volume], threshold: float, device: 
 
     bundle_input = run.prepare(channels, pipeline)
     voxel_boxes, scores = detect_boxes(network, bundle_input.image, pipeline, device)
-    score_map = box_score_map(voxel_boxes, scores, bundle_input.image.shape[1:])
+    if bundle_input.crop is not None:  # boxes of the foreground crop → of the whole bundle grid
+        voxel_boxes = voxel_boxes + np.tile([part.start for part in bundle_input.crop], 2)
+    score_map = box_score_map(voxel_boxes, scores, bundle_input.full_shape or bundle_input.image.shape[1:])
     probability = run.to_reference_grid(score_map, bundle_input.grid, channels[0], interpolate="nearest")
     grid = bundle_input.grid
     boxes = [physical_box(box, score, grid, channels[0]) for box, score in zip(voxel_boxes, scores)
@@ -55,18 +42,16 @@ def box_score_map(boxes: np.ndarray, scores: np.ndarray, shape: tuple[int, ...])
     return found
 
 
-def physical_box(box: np.ndarray, score: float, grid, reference: Volume) -> Box:
-    """A model-grid voxel box as a centre in LPS and a size in mm (along the grid's axes)."""
+def physical_box(box: np.ndarray, score: float, grid, reference: Volume) -> DetectedBox:
+    """A model-grid voxel box ``x1 y1 z1 x2 y2 z2`` in LPS mm: its centre, edge lengths and axes (the grid's)."""
     if grid is None:
-        matrix, spacing = reference.ijk_to_lps(), np.asarray(reference.spacing, float)
+        direction, spacing, origin = np.asarray(reference.direction, float), np.asarray(reference.spacing, float), \
+            np.asarray(reference.origin, float)
     else:
         from ..preprocess import RAS_DIRECTION_IN_LPS
 
-        spacing = np.asarray(grid.spacing, float)
-        matrix = np.eye(4)
-        matrix[:3, :3] = RAS_DIRECTION_IN_LPS @ np.diag(spacing)
-        matrix[:3, 3] = grid.origin
-    centre = (box[:3] + box[3:]) / 2
-    centre_lps = matrix[:3, :3] @ centre + matrix[:3, 3]
+        direction, spacing, origin = RAS_DIRECTION_IN_LPS, np.asarray(grid.spacing, float), np.asarray(grid.origin)
+    centre_lps = direction @ (spacing * (box[:3] + box[3:]) / 2) + origin
     size = (box[3:] - box[:3]) * spacing
-    return Box(float(score), tuple(float(v) for v in centre_lps), tuple(float(v) for v in size))
+    axes = tuple(tuple(float(v) for v in direction[:, axis]) for axis in range(3))
+    return DetectedBox(float(score), tuple(float(v) for v in centre_lps), tuple(float(v) for v in size), axes)

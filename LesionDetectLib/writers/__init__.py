@@ -2,7 +2,8 @@
 
 For stem ``CT`` in ``out_dir``: ``CT.seg.nrrd`` (Slicer segmentation), ``CT.mrk.json`` (Slicer point list),
 ``CT.lesions.csv`` and ``CT.lesions.json`` (lesion table), and optionally ``CT.probability.nrrd`` and
-``CT.surfaces/lesion_001.vtp|stl``. Every output is first written under a temporary name and all are moved
+``CT.surfaces/lesion_001.vtp|stl``; for a box detector's lesions also ``CT.boxes.mrk.json`` (Slicer ROIs) and
+the table's box columns. Every output is first written under a temporary name and all are moved
 into place together (`atomic.staged_outputs`); an optional output not requested this time is removed, so the
 folder never mixes files of two runs. Each ``write_*`` function on its own also writes atomically.
 """
@@ -19,7 +20,7 @@ from ..errors import OutputError
 from ..lesions import Lesion
 from ..volume import Volume
 from .atomic import Staging, atomic_output, check_writable, staged_outputs
-from .markups import write_points
+from .markups import BOXES_SUFFIX, write_boxes, write_points
 from .probability import write_probability
 from .segmentation import write_segmentation
 from .surfaces import SURFACE_FORMATS, write_surfaces
@@ -27,7 +28,7 @@ from .table import write_table_csv, write_table_json
 
 __all__ = [
     "SURFACE_FORMATS", "atomic_output", "check_writable", "output_paths", "staged_outputs", "write_all",
-    "write_points", "write_probability", "write_segmentation", "write_staged", "write_surfaces", "write_table_csv",
+    "write_boxes", "write_points", "write_probability", "write_segmentation", "write_staged", "write_surfaces", "write_table_csv",
     "write_table_json",
 ]
 
@@ -38,6 +39,7 @@ def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
     return {
         "segmentation": out_dir / f"{stem}.seg.nrrd",
         "points": out_dir / f"{stem}.mrk.json",
+        "boxes": out_dir / f"{stem}{BOXES_SUFFIX}",
         "table_csv": out_dir / f"{stem}.lesions.csv",
         "table_json": out_dir / f"{stem}.lesions.json",
         "probability": out_dir / f"{stem}.probability.nrrd",
@@ -84,9 +86,15 @@ def write_all(
     with staged_outputs(out_dir) as staging:
         write_staged(staging, paths["segmentation"], lambda path: write_segmentation(path, volume, label_map, lesions))
         write_staged(staging, paths["points"], lambda path: write_points(path, lesions, volume.name))
-        write_staged(staging, paths["table_csv"], lambda path: write_table_csv(path, lesions))
+        box_columns = {lesion.id: lesion.detector_box.table_columns() for lesion in lesions if lesion.detector_box}
+        write_staged(staging, paths["table_csv"], lambda path: write_table_csv(path, lesions, box_columns))
         write_staged(staging, paths["table_json"], lambda path: write_table_json(
-            path, volume, lesions, model_name=model_name, threshold=threshold, settings=settings, warnings=warnings))
+            path, volume, lesions, model_name=model_name, threshold=threshold, settings=settings, warnings=warnings,
+            extra=box_columns))
+        if box_columns:
+            write_staged(staging, paths["boxes"], lambda path: write_boxes(path, lesions, volume.name))
+        else:
+            staging.remove(paths["boxes"])
         if probability is not None:
             write_staged(staging, paths["probability"], lambda path: write_probability(path, volume, probability()))
         else:
@@ -96,5 +104,5 @@ def write_all(
                          lambda path: write_surfaces(path, volume, label_map, lesions, surface_format), True)
         else:
             staging.remove(paths["surfaces"])
-    skipped = {"probability": probability is None, "surfaces": surface_format is None}
+    skipped = {"probability": probability is None, "surfaces": surface_format is None, "boxes": not box_columns}
     return {kind: path for kind, path in paths.items() if not skipped.get(kind, False)}
