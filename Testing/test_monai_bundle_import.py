@@ -147,6 +147,77 @@ def test_lung_nodule_detector_gives_boxes_on_the_input_grid(tmp_path):
     assert set(np.unique(result.label_map)) == {0, *range(1, len(result.lesions) + 1)}
 
 
+@pytest.mark.skipif(__import__("importlib").util.find_spec("torchvision") is None,
+                    reason="monai.apps.detection needs torchvision, not installed (a CPU build matching torch)")
+def test_lung_nodule_boxes_match_monai_and_each_becomes_a_lesion_at_its_box(tmp_path):
+    from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
+    from monai.apps.detection.networks.retinanet_network import RetinaNet, resnet_fpn_feature_extractor
+    from monai.apps.detection.transforms.dictionary import (AffineBoxToWorldCoordinated, ClipBoxToImaged,
+                                                             ConvertBoxModed)
+    from monai.apps.detection.utils.anchor_utils import AnchorGeneratorWithAnchorShape
+    from monai.data import MetaTensor
+    from monai.networks.nets import resnet
+    from monai.transforms import Compose, Orientationd, ScaleIntensityRanged, Spacingd
+
+    from LesionDetectLib.monai_bundle.config import parse_inference
+    from LesionDetectLib.monai_bundle.inference import bundle_probability
+    from monai_bundles import random_state, zoo_configs
+
+    inference, _ = zoo_configs("lung_nodule_ct_detection")
+    state = random_state(parse_inference({**inference, "whether_raw_luna16": True}))
+    (bias,) = [key for key in state if key.endswith("cls_logits.bias")]
+    state[bias] = torch.full_like(state[bias], 1.0)  # random weights score ~0.01 (MONAI's prior): make boxes
+    bundle = zoo_bundle(tmp_path, "lung_nodule_ct_detection", state=state)
+    import_monai_bundle(bundle, overrides={"whether_raw_luna16": True})
+    model = load_model("lung_nodule_ct_detection")
+
+    # an LPS-oriented input (identity direction), off-origin, at the bundle's spacing: MONAI flips it to RAS
+    spacing = (0.703125, 0.703125, 1.25)
+    ras = ras_volume((48, 40, 24), spacing, origin=(31.0, -12.5, 40.0), low=-1000, high=300)
+    volume = Volume(ras.array, ras.spacing, ras.origin, np.eye(3), "chest", "CT")
+    _, boxes = bundle_probability(model, [volume], 0.0, "cpu")
+
+    backbone = resnet.resnet50(spatial_dims=3, n_input_channels=1, conv1_t_stride=[2, 2, 1], conv1_t_size=[7, 7, 7])
+    network = RetinaNet(spatial_dims=3, num_classes=1, num_anchors=3, size_divisible=[16, 16, 8],
+                        feature_extractor=resnet_fpn_feature_extractor(backbone, 3, False, [1, 2], None))
+    network.load_state_dict(torch.load(bundle / "models" / "model.pt", weights_only=True))
+    anchors = AnchorGeneratorWithAnchorShape(feature_map_scales=[1, 2, 4],
+                                             base_anchor_shapes=[[6, 8, 4], [8, 6, 5], [10, 10, 6]])
+    detector = RetinaNetDetector(network=network, anchor_generator=anchors, spatial_dims=3, num_classes=1,
+                                 size_divisible=[16, 16, 8])
+    detector.set_target_keys(box_key="box", label_key="label")
+    detector.set_box_selector_parameters(score_thresh=0.02, topk_candidates_per_level=1000, nms_thresh=0.22,
+                                         detections_per_img=300)
+    detector.eval()
+    affine = torch.as_tensor(volume.ijk_to_ras(), dtype=torch.float64)
+    data = {"image": MetaTensor(torch.from_numpy(volume.array.transpose(2, 1, 0).copy())[None], affine=affine)}
+    data = Compose([Orientationd("image", "RAS"), Spacingd("image", pixdim=list(spacing)),
+                    ScaleIntensityRanged("image", a_min=-1024.0, a_max=300.0, b_min=0.0, b_max=1.0, clip=True)])(data)
+    with torch.no_grad():
+        output = detector([data["image"].as_tensor()], use_inferer=False)[0]
+    data.update(box=output["box"], label=output["label"], scores=output["label_scores"])
+    data = Compose([ClipBoxToImaged(box_keys="box", label_keys=["label", "scores"], box_ref_image_keys="image",
+                                    remove_empty=True),
+                    AffineBoxToWorldCoordinated(box_keys="box", box_ref_image_keys="image", affine_lps_to_ras=True),
+                    ConvertBoxModed(box_keys="box", src_mode="xyzxyz", dst_mode="cccwhd")])(data)
+    expected = sorted(zip(data["scores"].tolist(), data["box"].tolist()), key=lambda pair: -pair[0])
+    assert len(expected) >= 3 and len(boxes) == len(expected)
+    for box, (score, world) in zip(boxes, expected):
+        assert box.score == pytest.approx(score, abs=1e-5)
+        np.testing.assert_allclose(box.centre_lps, world[:3], atol=1e-3)  # MONAI's world boxes are LPS here
+        np.testing.assert_allclose(box.size_mm, world[3:], atol=1e-3)
+
+    threshold = float(np.median([box.score for box in boxes]))
+    result = detect(volume, model, device="cpu", threshold=threshold)
+    kept = [box for box in boxes if box.score >= threshold]
+    assert 0 < len(result.lesions) <= len(kept)  # a box wholly inside a higher-scoring one has no voxel left
+    for lesion in result.lesions:
+        assert lesion.detector_box in kept and lesion.confidence_max == lesion.detector_box.score
+        assert lesion.marker_lps == lesion.detector_box.centre_lps
+    assert [lesion.confidence_max for lesion in result.lesions] == sorted(
+        (lesion.confidence_max for lesion in result.lesions), reverse=True)
+
+
 def test_zoo_folder_holds_the_four_configs():
     assert sorted(p.name for p in ZOO.iterdir() if p.is_dir()) == sorted(
         ["brats_mri_segmentation", "lung_nodule_ct_detection", "spleen_ct_segmentation", "wholeBody_ct_segmentation"])
