@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from monai_bundles import ZOO, needs_zoo, ras_volume, zoo_bundle
+from monai_bundles import ZOO, needs_zoo, random_state, ras_volume, zoo_bundle, zoo_configs
 
 from LesionDetectLib.bundles import list_models, load_model
 from LesionDetectLib.detect import detect
@@ -152,8 +152,11 @@ def test_lung_nodule_detector_gives_boxes_on_the_input_grid(tmp_path):
 def test_lung_nodule_boxes_match_monai_and_each_becomes_a_lesion_at_its_box(tmp_path):
     from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
     from monai.apps.detection.networks.retinanet_network import RetinaNet, resnet_fpn_feature_extractor
-    from monai.apps.detection.transforms.dictionary import (AffineBoxToWorldCoordinated, ClipBoxToImaged,
-                                                             ConvertBoxModed)
+    from monai.apps.detection.transforms.dictionary import (
+        AffineBoxToWorldCoordinated,
+        ClipBoxToImaged,
+        ConvertBoxModed,
+    )
     from monai.apps.detection.utils.anchor_utils import AnchorGeneratorWithAnchorShape
     from monai.data import MetaTensor
     from monai.networks.nets import resnet
@@ -161,7 +164,6 @@ def test_lung_nodule_boxes_match_monai_and_each_becomes_a_lesion_at_its_box(tmp_
 
     from LesionDetectLib.monai_bundle.config import parse_inference
     from LesionDetectLib.monai_bundle.inference import bundle_probability
-    from monai_bundles import random_state, zoo_configs
 
     inference, _ = zoo_configs("lung_nodule_ct_detection")
     state = random_state(parse_inference({**inference, "whether_raw_luna16": True}))
