@@ -218,6 +218,9 @@ def test_lung_nodule_boxes_match_monai_and_each_becomes_a_lesion_at_its_box(tmp_
         assert lesion.marker_lps == lesion.detector_box.centre_lps
     assert [lesion.confidence_max for lesion in result.lesions] == sorted(
         (lesion.confidence_max for lesion in result.lesions), reverse=True)
+    paths = result.write(tmp_path / "out")
+    rois = json.loads(paths["boxes"].read_text())["markups"]
+    assert [roi["center"] for roi in rois] == [list(lesion.detector_box.centre_lps) for lesion in result.lesions]
 
 
 def test_zoo_folder_holds_the_four_configs():

@@ -4,8 +4,10 @@ overlays its box and its segment, under the volume's parent transform, replaced 
 from __future__ import annotations
 
 import importlib
+import json
 
 import numpy as np
+import pytest
 from test_detector_boxes import boxes_on, make_volume
 
 from LesionDetectLib import writers
@@ -64,3 +66,20 @@ def test_each_box_is_an_roi_that_overlays_its_lesion_under_the_volumes_transform
     results.loadResults(str(tmp_path / "run2"), "chest", volumeNode)
     assert results.boxNodes(volumeNode) == []
     assert slicer.util.getNodesByClass("vtkMRMLMarkupsROINode") == []
+
+
+def test_a_boxes_file_that_disagrees_with_the_table_changes_nothing(slicer, tmp_path):
+    results = importlib.import_module("LesionDetectModuleLib.results")
+    errors = importlib.import_module("LesionDetectModuleLib.errors")
+    volume = make_volume()
+    lesions, label_map = lesions_from_boxes(boxes_on(volume), volume, threshold=0.5, measure_surfaces=False)
+    paths = writers.write_all(tmp_path, "chest", volume, label_map, lesions, model_name="detector", threshold=0.5,
+                              settings={}, warnings=[])
+    document = json.loads(paths["boxes"].read_text())
+    document["markups"] = document["markups"][:1]
+    paths["boxes"].write_text(json.dumps(document))
+    volumeNode = slicer.util.addVolumeFromArray(volume.array, np.eye(4), name="Chest")
+    before = slicer.mrmlScene.GetNumberOfNodes()
+    with pytest.raises(errors.ResultsError, match="1 box"):
+        results.loadResults(str(tmp_path), "chest", volumeNode)
+    assert slicer.mrmlScene.GetNumberOfNodes() == before
