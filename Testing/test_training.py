@@ -27,8 +27,9 @@ from LesionDetectLib.errors import DatasetError, LesionDetectError
 from LesionDetectLib.lesions import Lesion
 from LesionDetectLib.training import Recipe, load_dataset, split_cases, train, validate_dataset
 from LesionDetectLib.training.bundle import model_spec
-from LesionDetectLib.training.dataset import Case, LabelledDataset, fold_assignment
+from LesionDetectLib.training.dataset import Case, LabelledDataset
 from LesionDetectLib.training.recipe import unet_kwargs
+from LesionDetectLib.training.splits import fold_assignment
 
 SPACING = (1.2, 0.9, 2.0)
 ORIGIN = (12.5, -40.25, 30.0)

@@ -13,8 +13,9 @@ from LesionDetectLib import infer
 from LesionDetectLib.errors import DatasetError
 from LesionDetectLib.training import mining
 from LesionDetectLib.training import transforms as T
-from LesionDetectLib.training.dataset import Case, LabelledDataset, fold_assignment, load_dataset, split_cases
+from LesionDetectLib.training.dataset import Case, LabelledDataset, load_dataset
 from LesionDetectLib.training.recipe import Recipe
+from LesionDetectLib.training.splits import fold_assignment, split_cases
 
 SHAPE = (40, 40, 40)
 

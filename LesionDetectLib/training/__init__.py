@@ -9,8 +9,10 @@ Imports torch and MONAI only inside the functions that run training, so this pac
 
 from __future__ import annotations
 
-from .dataset import Case, LabelledDataset, Split, load_dataset, split_cases, validate_dataset
+from .checks import validate_dataset
+from .dataset import Case, LabelledDataset, load_dataset
 from .recipe import PRESETS, Recipe, default_preset, preset
+from .splits import Split, split_cases
 from .train import TrainingResult, train
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Training datasets: reading them, checking every file before training, and case-level splits.
+"""Training datasets: reading a datalist or folder into cases (`checks` reads every file, `splits` divides them).
 
 Layouts:
 - a Medical Segmentation Decathlon ``dataset.json`` or a MONAI datalist: ``training`` (and optionally
@@ -13,20 +13,15 @@ Any label value > 0 is lesion.
 from __future__ import annotations
 
 import json
-import os
-import random
 import re
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..errors import DatasetError, InputImageError, LesionDetectError
-from ..io import IMAGE_SUFFIXES, read_mask, read_volume, volume_stem
+from ..errors import DatasetError
+from ..io import IMAGE_SUFFIXES, volume_stem
 from .channel_layout import (
     AS_DECLARED,
     ChannelOptions,
@@ -34,7 +29,6 @@ from .channel_layout import (
     datalist_path,
     image_paths,
     item_channels,
-    read_channels,
     usual_image_count,
 )
 
@@ -80,30 +74,6 @@ class LabelledDataset:
     @property
     def cases(self) -> tuple[Case, ...]:
         return self.training + self.validation
-
-
-@dataclass(frozen=True)
-class CaseInfo:
-    """What the file checks learnt about a case (used to size caches and guess the modality)."""
-
-    case: Case
-    shape_ijk: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    modality_guess: str
-    lesion_voxels: int
-
-
-@dataclass(frozen=True)
-class Split:
-    """Training and validation cases, and how they were chosen."""
-
-    training: tuple[Case, ...]
-    validation: tuple[Case, ...]
-    method: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-# ------------------------------------------------------------------------------------------ reading
 
 
 def load_dataset(path: str | Path, filters: Sequence[tuple[str, str]] = (),
@@ -274,180 +244,3 @@ def _from_folder(root: Path, json_file: Path | None, options: ChannelOptions) ->
         name=name, location=root, training=tuple(cases), modality=modality_of_channels(names or declared),
         channels=names, problems=tuple(f"{root}: {problem}" for problem in problems),
     )
-
-
-# ------------------------------------------------------------------------------------------ checking
-
-
-def validate_dataset(
-    dataset: LabelledDataset,
-    cases: Sequence[Case] | None = None,
-    allow_empty_labels: bool = False,
-    workers: int | None = None,
-) -> list[CaseInfo]:
-    """Read every image and label once; raise one `DatasetError` listing every problem found.
-
-    Problems: structural ones from reading the dataset, missing or unreadable files, 2-D images, labels whose
-    geometry (size, spacing, origin, direction) differs from their image, and labels without any lesion
-    voxel (unless ``allow_empty_labels``: lesion-free cases then teach the network what is not a lesion).
-    The error's ``problems`` attribute holds the list.
-    """
-    cases = dataset.cases if cases is None else tuple(cases)
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda case: _check_case(case, allow_empty_labels), cases))
-    problems = list(dataset.problems) + [problem for found, _ in results for problem in found]
-    if problems:
-        error = DatasetError(
-            f"dataset {dataset.location} has {len(problems)} problem(s): " + "; ".join(problems)
-        )
-        error.problems = problems
-        raise error
-    return [info for _, info in results if info is not None]
-
-
-def _check_case(case: Case, allow_empty: bool) -> tuple[list[str], CaseInfo | None]:
-    files = [("image", case.image), ("label", case.label)] + [(f"channel {name}", path) for name, path in case.channels[1:]]
-    missing = [f"case {case.id}: {kind} file {path} is missing" for kind, path in files if not path.exists()]
-    if missing:
-        return missing, None
-    problems: list[str] = []
-    image = label = None
-    try:
-        image = read_volume(case.image)
-        if min(image.shape_ijk) < 2:
-            problems.append(f"case {case.id}: image {case.image} is 2-D (size {image.shape_ijk}); a 3-D volume is needed")
-            image = None
-    except InputImageError as error:
-        problems.append(f"case {case.id}: image {error}")
-    try:
-        label = read_mask(case.label)
-    except LesionDetectError as error:
-        problems.append(f"case {case.id}: label {error}")
-    if image is None or label is None:
-        return problems, None
-    if case.channels:
-        try:
-            read_channels(case.channels, reference=image)
-        except InputImageError as error:
-            problems.append(f"case {case.id}: {error}")
-    mismatch = geometry_mismatch(image, label)
-    if mismatch:
-        problems.append(f"case {case.id}: label geometry differs from the image ({mismatch})")
-    lesion_voxels = int(np.count_nonzero(label.array))
-    if lesion_voxels == 0 and not allow_empty:
-        problems.append(f"case {case.id}: label {case.label} is empty (no lesion voxel)")
-    info = CaseInfo(case, image.shape_ijk, tuple(image.spacing), image.modality or "MR", lesion_voxels)
-    return problems, (None if problems else info)
-
-
-def geometry_mismatch(image, label) -> str:
-    """'' when two volumes share a voxel grid (within float precision of file headers), else what differs."""
-    scale = max(float(np.max(image.spacing)), 1e-6)
-    differences = []
-    if image.shape_ijk != label.shape_ijk:
-        differences.append(f"size {image.shape_ijk} vs {label.shape_ijk}")
-    if not np.allclose(image.spacing, label.spacing, rtol=1e-4, atol=1e-5):
-        differences.append(f"spacing {_round(image.spacing)} vs {_round(label.spacing)}")
-    if not np.allclose(image.origin, label.origin, atol=1e-3 * scale):
-        differences.append(f"origin {_round(image.origin)} vs {_round(label.origin)}")
-    if not np.allclose(image.direction, label.direction, atol=1e-4):
-        differences.append("direction")
-    return ", ".join(differences)
-
-
-def _round(values) -> tuple[float, ...]:
-    return tuple(round(float(v), 4) for v in values)
-
-
-# ------------------------------------------------------------------------------------------ splitting
-
-
-def split_cases(
-    dataset: LabelledDataset,
-    folds: int | None = None,
-    fold: int | None = None,
-    val_fraction: float | None = None,
-    seed: int = 0,
-) -> Split:
-    """Case-level training/validation split, the same for the same seed.
-
-    - ``folds=K, fold=F``: K-fold cross-validation over all cases (training and validation lists); fold F
-      validates. Every case is validated in exactly one fold.
-    - ``val_fraction=f``: a fraction f of the cases validates (0: no validation, train on everything).
-    - neither: the dataset's own ``validation`` list when it has one, else ``val_fraction=0.2``.
-    The unit is the patient (``patient`` tag, else the case): scans of one patient never straddle training
-    and validation. Patients are stratified by their ``source`` tag, so each source appears in every part
-    when it has enough patients (a source with one patient goes to training; with ``val_fraction`` each source
-    with ≥ 2 patients gives at least one validation patient).
-    """
-    if folds is not None and val_fraction is not None:
-        raise LesionDetectError("give either --folds/--fold or --val-fraction, not both")
-    if folds is None and fold is not None:
-        raise LesionDetectError("--fold needs --folds")
-    cases = sorted(dataset.cases, key=lambda case: case.id)
-    if folds is not None:
-        return _fold_split(cases, folds, 0 if fold is None else fold, seed)
-    if val_fraction is None and dataset.validation:
-        return Split(dataset.training, dataset.validation, "the dataset's validation list")
-    fraction = 0.2 if val_fraction is None else float(val_fraction)
-    if not 0 <= fraction < 1:
-        raise LesionDetectError(f"--val-fraction must be in [0, 1), not {fraction}")
-    if fraction == 0:
-        return Split(tuple(cases), (), "none (all cases train)", {"val_fraction": 0.0})
-    chosen: set[str] = set()
-    for group in _shuffled_groups(cases, seed):
-        if len(group) >= 2:
-            count = min(len(group) - 1, max(1, round(fraction * len(group))))
-            chosen.update(case.id for patient in group[:count] for case in patient)
-    patients = {case.patient_id for case in cases}
-    if not chosen and len(patients) >= 2:
-        chosen.update(case.id for case in _shuffled_groups(cases, seed)[0][0])
-    training = tuple(case for case in cases if case.id not in chosen)
-    validation = tuple(case for case in cases if case.id in chosen)
-    return Split(training, validation, f"validation fraction {fraction:g}, seed {seed}",
-                 {"val_fraction": fraction, "seed": seed})
-
-
-def _shuffled_groups(cases: Sequence[Case], seed: int) -> list[list[tuple[Case, ...]]]:
-    """Patients (tuples of their cases) grouped by source (groups in name order), each group shuffled with ``seed``."""
-    groups: dict[str, dict[str, list[Case]]] = {}
-    for case in cases:
-        groups.setdefault(case.source or "", {}).setdefault(case.patient_id, []).append(case)
-    rng = random.Random(seed)
-    shuffled = []
-    for name in sorted(groups):
-        patients = [tuple(sorted(scans, key=lambda case: case.id)) for _, scans in sorted(groups[name].items())]
-        rng.shuffle(patients)
-        shuffled.append(patients)
-    return shuffled
-
-
-def fold_assignment(cases: Sequence[Case], folds: int, seed: int) -> dict[str, int]:
-    """Case id → fold: each source's shuffled patients are dealt round-robin, continuing across sources.
-
-    All scans of one patient land in the same fold.
-    """
-    assignment: dict[str, int] = {}
-    position = 0
-    for group in _shuffled_groups(cases, seed):
-        for patient in group:
-            for case in patient:
-                assignment[case.id] = position % folds
-            position += 1
-    return assignment
-
-
-def _fold_split(cases: list[Case], folds: int, fold: int, seed: int) -> Split:
-    if folds < 2:
-        raise LesionDetectError(f"--folds must be ≥ 2, not {folds}")
-    if not 0 <= fold < folds:
-        raise LesionDetectError(f"--fold must be in 0…{folds - 1}, not {fold}")
-    patients = len({case.patient_id for case in cases})
-    if folds > patients:
-        raise DatasetError(f"{folds} folds need at least {folds} patients; the dataset has {patients}")
-    assignment = fold_assignment(cases, folds, seed)
-    training = tuple(case for case in cases if assignment[case.id] != fold)
-    validation = tuple(case for case in cases if assignment[case.id] == fold)
-    return Split(training, validation, f"{folds}-fold cross-validation, fold {fold}, seed {seed}",
-                 {"folds": folds, "fold": fold, "seed": seed})

@@ -20,8 +20,10 @@ from ..errors import DatasetError, LesionDetectError
 from ..progress import ProgressCallback, make_reporter, silent, step_bar_reporter
 from ..writers.atomic import atomic_output
 from . import distributed
-from .dataset import CaseInfo, LabelledDataset, Split, load_dataset, split_cases, validate_dataset
+from .checks import CaseInfo, validate_dataset
+from .dataset import LabelledDataset, load_dataset
 from .recipe import Recipe, default_preset, preset
+from .splits import Split, split_cases
 from .training_log import LOG_FILE
 
 RESUMABLE = ("epochs", "val_interval", "num_workers", "cache")  # what may change when a run is resumed
@@ -59,7 +61,7 @@ def train(
 
     ``recipe``: a `Recipe`, or a dict of changes to the default preset (``gpu`` with CUDA, else ``cpu``)
     or, with ``resume``, to the saved recipe (only ``epochs``, ``val_interval``, ``num_workers`` and
-    ``cache`` may then change). ``folds``/``fold``/``val_fraction``: see `dataset.split_cases`.
+    ``cache`` may then change). ``folds``/``fold``/``val_fraction``: see `splits.split_cases`.
     ``progress``: a `progress.ProgressCallback` (as for `detect`; it also gets stage ``step`` reports, one a
     step), or ``bar`` (tqdm), ``jsonl`` or ``none``; only the first process reports. Under ``torchrun`` every
     process calls this.
