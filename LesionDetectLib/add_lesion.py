@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .lesions import from_probability
-from .progress import ProgressCallback
+from .progress import ProgressCallback, silent
 from .result import DetectionResult
 from .volume import Volume
 
@@ -53,10 +53,6 @@ def model_window_mm(model) -> float:
     return max(WINDOW_MM, *(float(size) * float(step) for size, step in zip(spec.patch_size, spec.spacing)))
 
 
-def _silent(stage: str, fraction: float, message: str) -> None:
-    pass
-
-
 def _normalised_like(array: np.ndarray, mask: np.ndarray, reference: np.ndarray, reference_mask: np.ndarray,
                      intensity: dict) -> np.ndarray:
     """`preprocess.normalise_intensity` of ``array`` with the statistics of ``reference`` (the whole scan)."""
@@ -73,7 +69,7 @@ def _normalised_like(array: np.ndarray, mask: np.ndarray, reference: np.ndarray,
 
 
 def window_probability(volume: Volume, window: Volume, model, device: str = "auto",
-                       progress: ProgressCallback = _silent) -> np.ndarray:
+                       progress: ProgressCallback = silent) -> np.ndarray:
     """The model's lesion probability on ``window`` (a sub-volume of ``volume``), ``[k, j, i]`` on its grid, as
     `detect` computes it but normalised with the whole scan's statistics."""
     from . import infer, preprocess

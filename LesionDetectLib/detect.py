@@ -8,14 +8,10 @@ from .bundles import Model, load_model
 from .channels import Inputs, align_channels, model_input_of
 from .errors import ModalityMismatchError
 from .input_checks import SKULL_STRIPPED, input_warnings
-from .progress import ProgressCallback
+from .progress import ProgressCallback, silent
 from .resources import check_memory
 from .result import DetectionResult
 from .volume import Volume
-
-
-def _silent(stage: str, fraction: float, message: str) -> None:
-    """Default progress callback: report nothing."""
 
 
 def _memory_window(spec, grid_size) -> tuple[int, ...]:
@@ -50,7 +46,7 @@ def detect(
     batch_size: int | None = None,
     overlap: float | None = None,
     force_modality: bool = False,
-    progress: ProgressCallback = _silent,
+    progress: ProgressCallback = silent,
     skull_strip: bool = True,
 ) -> DetectionResult:
     """Find lesions in ``volume`` with ``model`` (a `Model` or a name/path); settings default to the model's.

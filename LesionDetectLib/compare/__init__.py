@@ -7,8 +7,9 @@
 """
 
 from .changes import CLASSES, ChangeRules, LesionChange
+from .comparison import Comparison
 from .registration import QualityLimits, Registration, register
-from .run import Comparison, compare
+from .run import compare
 from .timepoints import Timepoint, from_labels, read_results
 
 __all__ = [

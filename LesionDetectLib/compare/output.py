@@ -64,7 +64,7 @@ def write_comparison(
     out_dir: Path, prior: Timepoint, current: Timepoint, registration: Registration, changes: Sequence[LesionChange],
     *, rules: ChangeRules, limits: QualityLimits, summary: dict[str, object], warnings: Sequence[str],
 ) -> dict[str, Path]:
-    """Write the files of a comparison (`run.Comparison`'s fields and summary) into ``out_dir``; returns them by kind."""
+    """Write the files of a comparison (`comparison.Comparison`'s fields and summary) into ``out_dir``; returns them by kind."""
     import SimpleITK as sitk
 
     check_writable(out_dir)

@@ -1,6 +1,6 @@
 """Evaluation outputs: ``summary.json``, ``per_case.csv``, ``per_lesion.csv``, ``froc.csv``, ``froc.png``, a table.
 
-Every file is written atomically (``writers.atomic``: a temporary file in the target folder, then ``os.replace``).
+The files are written as one set (``writers.atomic.staged_outputs``): all of a report's files, or none of them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..csv_cells import csv_text
 from ..errors import OutputError
-from ..writers.atomic import atomic_output
+from ..writers.atomic import atomic_output, staged_outputs, write_staged
 from .froc import CPM_FP_RATES, FrocCurve, cpm, sensitivity_at
 from .run import EvaluationResult
 
@@ -53,15 +53,23 @@ def write_report(result: EvaluationResult, out_dir: str | Path, plot: bool = Tru
         "per_case": out / "per_case.csv",
         "per_lesion": out / "per_lesion.csv",
         "froc_csv": out / "froc.csv",
+        "froc_png": out / "froc.png",
     }
-    write_text_atomic(paths["summary"], json.dumps(summary_dict(result), indent=2) + "\n")
-    write_text_atomic(paths["per_case"], _report_csv(PER_CASE_COLUMNS, per_case_rows(result, threshold)))
-    write_text_atomic(paths["per_lesion"], _report_csv(PER_LESION_COLUMNS, per_lesion_rows(result, threshold)))
-    write_text_atomic(paths["froc_csv"], _report_csv(FROC_COLUMNS, froc_rows(result.curve)))
-    if plot:
-        paths["froc_png"] = out / "froc.png"
-        plot_froc(result.curve, paths["froc_png"], title=f"FROC — rule {result.rule.name}")
-    return paths
+    texts = {
+        "summary": json.dumps(summary_dict(result), indent=2) + "\n",
+        "per_case": _report_csv(PER_CASE_COLUMNS, per_case_rows(result, threshold)),
+        "per_lesion": _report_csv(PER_LESION_COLUMNS, per_lesion_rows(result, threshold)),
+        "froc_csv": _report_csv(FROC_COLUMNS, froc_rows(result.curve)),
+    }
+    with staged_outputs(out) as staging:  # all files of this report, or none (a stale froc.png goes too)
+        for name, text in texts.items():
+            write_staged(staging, paths[name], lambda path, text=text: path.write_text(text, encoding="utf-8", newline=""))
+        if plot:
+            write_staged(staging, paths["froc_png"],
+                         lambda path: save_froc(result.curve, path, title=f"FROC — rule {result.rule.name}"))
+        else:
+            staging.remove(paths["froc_png"])
+    return paths if plot else {name: path for name, path in paths.items() if name != "froc_png"}
 
 
 def summary_dict(result: EvaluationResult) -> dict:
@@ -182,7 +190,15 @@ def format_table(result: EvaluationResult) -> str:
 
 
 def plot_froc(curve: FrocCurve, path: str | Path, title: str = "FROC") -> Path:
-    """Save the FROC (sensitivity vs FP per case, log₂ axis from 1/8) as a PNG; matplotlib is imported here."""
+    """Save the FROC (sensitivity vs FP per case, log₂ axis from 1/8) as a PNG, atomically."""
+    path = Path(path)
+    with atomic_output(path) as temporary:
+        save_froc(curve, temporary, title)
+    return path
+
+
+def save_froc(curve: FrocCurve, path: Path, title: str = "FROC") -> None:
+    """Draw the FROC into the PNG file ``path``; matplotlib is imported here."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend is touched
 
     fps, sens = curve.fp_per_case, np.nan_to_num(curve.sensitivity)
@@ -203,16 +219,7 @@ def plot_froc(curve: FrocCurve, path: str | Path, title: str = "FROC") -> Path:
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(loc="lower right")
     figure.tight_layout()
-    path = Path(path)
-    with atomic_output(path) as temporary:
-        figure.savefig(temporary, format="png")
-    return path
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write UTF-8 text to ``path`` atomically."""
-    with atomic_output(path) as temporary:
-        temporary.write_text(text, encoding="utf-8", newline="")
+    figure.savefig(path, format="png")
 
 
 def _report_csv(columns: Iterable[str], rows: Iterable[dict]) -> str:

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OutputError
 from ..lesions import Lesion
 from ..volume import Volume
-from .atomic import Staging, atomic_output, check_writable, staged_outputs
+from .atomic import atomic_output, check_writable, staged_outputs, write_staged
 from .markups import BOXES_SUFFIX, write_boxes, write_points
 from .probability import write_probability
 from .segmentation import write_segmentation
@@ -45,15 +44,6 @@ def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
         "probability": out_dir / f"{stem}.probability.nrrd",
         "surfaces": out_dir / f"{stem}.surfaces",
     }
-
-
-def write_staged(staging: Staging, final: Path, write: Callable[[Path], object], folder: bool = False) -> None:
-    """Run ``write`` on a staged temporary for ``final``; errors name ``final``, not the temporary."""
-    temporary = staging.directory(final) if folder else staging.file(final)
-    try:
-        write(temporary)
-    except OutputError as error:
-        raise OutputError(str(error).replace(str(temporary), str(final))) from error
 
 
 def write_all(

@@ -2,7 +2,8 @@
 
 - `atomic_output(path)`: one file; the temporary file is removed on any exception (Ctrl-C included).
 - `staged_outputs(folder)`: several outputs (files and folders) of one case, published together when all
-  were written; if publishing fails half-way, the previous outputs are put back (all old or all new).
+  were written; if publishing fails half-way, the previous outputs are put back (all old or all new);
+  `write_staged(staging, final, write)` writes one of them.
 - `check_writable(folder)`: fail early, before a long computation, when outputs could not be written.
 - `check_free_space(folder, needed)`: fail early when the file system has less free space than that.
 
@@ -16,7 +17,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,3 +233,14 @@ def staged_outputs(folder: str | Path) -> Iterator[Staging]:
         staging.discard()
         raise
     staging.commit()
+
+
+def write_staged(staging: Staging, final: Path, write: Callable[[Path], object], folder: bool = False) -> None:
+    """Run ``write`` on a staged temporary for ``final``; errors name ``final``, not the temporary."""
+    temporary = staging.directory(final) if folder else staging.file(final)
+    try:
+        write(temporary)
+    except OutputError as error:
+        raise OutputError(str(error).replace(str(temporary), str(final))) from error
+    except OSError as error:
+        raise output_error(final, error) from error
