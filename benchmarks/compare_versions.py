@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--base REV is required")
     sys.path.insert(0, str(HERE))
     from run import cpu_model
-    from shipped_models import inputs
+    from shipped_models import inputs, single_channel
 
-    cases = [case for case in inputs() if not args.only or any(text in case[0] for text in args.only)]
+    cases = [case[:3] for case in single_channel(inputs()) if not args.only or any(text in case.label for text in args.only)]
     with tempfile.TemporaryDirectory() as temporary:
         versions = {"old": extract_base(args.base, Path(temporary)), "new": REPOSITORY}
         results = {(label, version): [] for label, _, _ in cases for version in versions}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from shipped_models import inputs
+from shipped_models import inputs, read_inputs
 
 MATCH_MM = 3.0
 
@@ -34,11 +34,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
-    from LesionDetectLib import detect, load_model, read_volume
+    from LesionDetectLib import detect, load_model
 
     print(f"{'input':30s} {'model':18s} {'CPU':>4s} {args.device:>5s} {'matched':>8s} {'Dice':>7s} {'max |Δp|':>9s}")
-    for label, path, model_name in inputs():
-        volume, model = read_volume(path), load_model(model_name)
+    for case in inputs():
+        label, model_name = case.label, case.model
+        volume, model = read_inputs(case), load_model(model_name)
         on_cpu = detect(volume, model, device="cpu")
         on_device = detect(volume, model, device=args.device)
         agreement = dice(on_cpu.label_map > 0, on_device.label_map > 0)

@@ -74,7 +74,7 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     from compare_versions import extract_base
     from run import cpu_model
-    from shipped_models import inputs
+    from shipped_models import inputs, single_channel
 
     with tempfile.TemporaryDirectory() as temporary:
         shutil.move(str(extract_base(args.base, Path(temporary)) / "LesionDetectLib"), Path(temporary) / "oldlib")
@@ -82,7 +82,7 @@ def main() -> int:
         old_lesions, old_preprocess = (importlib.import_module(f"oldlib.{name}") for name in ("lesions", "preprocess"))
         print(f"{cpu_model()}, base {args.base}, median of {args.repeats} alternating runs in one process")
         print(f"{'input':30s} {'old s':>7s} {'new s':>7s} {'old/new':>8s}  lesions  label maps")
-        for label, path, model_name in inputs():
+        for label, path, model_name, _ in single_channel(inputs()):
             if args.only and not any(text in label for text in args.only):
                 continue
             print(side_by_side(label, path, model_name, old_lesions, old_preprocess, args.repeats))

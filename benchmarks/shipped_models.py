@@ -7,7 +7,8 @@ process (interpreter start, imports, model load, read, detect, write), side by s
 done (CUDA context, cuDNN plans), stage by stage: what a Slicer session or a batch job pays per scan.
 
 Inputs: a real BraTS FLAIR (240×240×155, 1 mm) for `brain-mri-lesions`; a real MS FLAIR in MNI space
-(182×218×182, 1 mm) and the shipped MS FLAIR sample for `ms-flair-lesions`; the synthetic 512×512×300 CT of
+(182×218×182, 1 mm) and the shipped MS FLAIR sample for `ms-flair-lesions`, and both with their T1 for
+`ms-flair-t1-lesions` (two input channels: ``--channel T1=…``); the synthetic 512×512×300 CT of
 `cases.py`, the real whole-torso CT and the shipped sarcoma sample for `ct-tumours` (inputs or models that are
 absent are skipped). Repeats are interleaved; the median is
 reported, with the peak resident memory of the process (``wait4`` ru_maxrss).
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from cases import SHARED_DATA, synthetic_ct_case
 from run import cpu_model
@@ -32,26 +34,57 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 SAMPLES = REPOSITORY / "LesionDetectLib" / "sample_data"
 
 
-def inputs() -> list[tuple[str, Path, str]]:
-    """(label, path, model) of every input present."""
+class Input(NamedTuple):
+    """One benchmark input: its label, the (first channel's) image, the model, and the model's other channels."""
+
+    label: str
+    path: Path
+    model: str
+    channels: dict[str, Path] = {}
+
+
+def inputs() -> list[Input]:
+    """Every input present."""
+    ms07 = SHARED_DATA / "ms-lesion-mri" / "patient07"
     candidates = [
-        ("BraTS FLAIR 240×240×155", next(iter(sorted((SHARED_DATA / "brain-tumour-mri").glob("*/flair.nii.gz"))), None),
-         "brain-mri-lesions"),
-        ("MS FLAIR 182×218×182 (MNI)", SHARED_DATA / "ms-lesion-mri" / "patient07" / "flair.nii.gz",
-         "ms-flair-lesions"),
-        ("MS FLAIR sample (shipped)", SAMPLES / "ms_flair.nrrd", "ms-flair-lesions"),
-        ("synthetic CT 512×512×300", synthetic_ct_case((300, 512, 512)).path, "ct-tumours"),
-        ("real torso CT 122×101×112", SHARED_DATA / "real-ct-nifti" / "ct_3mm.nii.gz", "ct-tumours"),
-        ("sarcoma CT sample (shipped)", SAMPLES / "ct_sarcoma.nrrd", "ct-tumours"),
+        Input("BraTS FLAIR 240×240×155", next(iter(sorted((SHARED_DATA / "brain-tumour-mri").glob("*/flair.nii.gz"))),
+                                              None), "brain-mri-lesions"),
+        Input("MS FLAIR 182×218×182 (MNI)", ms07 / "flair.nii.gz", "ms-flair-lesions"),
+        Input("MS FLAIR + T1 182×218×182", ms07 / "flair.nii.gz", "ms-flair-t1-lesions", {"T1": ms07 / "t1.nii.gz"}),
+        Input("MS FLAIR sample (shipped)", SAMPLES / "ms_flair.nrrd", "ms-flair-lesions"),
+        Input("MS FLAIR + T1 sample (shipped)", SAMPLES / "ms_flair.nrrd", "ms-flair-t1-lesions",
+              {"T1": SAMPLES / "ms_t1.nrrd"}),
+        Input("synthetic CT 512×512×300", synthetic_ct_case((300, 512, 512)).path, "ct-tumours"),
+        Input("real torso CT 122×101×112", SHARED_DATA / "real-ct-nifti" / "ct_3mm.nii.gz", "ct-tumours"),
+        Input("sarcoma CT sample (shipped)", SAMPLES / "ct_sarcoma.nrrd", "ct-tumours"),
     ]
-    return [(label, path, model) for label, path, model in candidates if path is not None and path.exists()]
+    return [case for case in candidates
+            if case.path is not None and all(path.exists() for path in (case.path, *case.channels.values()))]
 
 
-def run_once(path: Path, model: str, device: str) -> tuple[float, float]:
+def single_channel(cases: list[Input]) -> list[Input]:
+    """The inputs of one-channel models (what the version comparisons run: older code may not take channels)."""
+    return [case for case in cases if not case.channels]
+
+
+def read_inputs(case: Input):
+    """What `detect` takes for ``case``: its volume, or ``{channel: volume}`` with the main image first."""
+    from LesionDetectLib import read_volume
+
+    if not case.channels:
+        return read_volume(case.path)
+    from LesionDetectLib import load_model
+
+    first = load_model(case.model).spec.needed_channels[0]
+    return {first: read_volume(case.path), **{name: read_volume(path) for name, path in case.channels.items()}}
+
+
+def run_once(case: Input, device: str) -> tuple[float, float]:
     """Seconds and peak GiB of one `lesiondetect detect` process."""
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "LesionDetectLib", "detect", str(path), "-o", out, "--model", model,
-                   "--device", device, "--progress", "none", "--quiet"]
+        channels = [part for name, path in case.channels.items() for part in ("--channel", f"{name}={path}")]
+        command = [sys.executable, "-m", "LesionDetectLib", "detect", str(case.path), *channels, "-o", out,
+                   "--model", case.model, "--device", device, "--progress", "none", "--quiet"]
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=REPOSITORY)
         _, status, usage = os.wait4(process.pid, 0)
@@ -88,15 +121,15 @@ POSTPROCESS_STAGES = {"connected components and measurements": "lesions"}
 STAGES = ("read", "checks", "preprocess", "inference", "lesions", "write")
 
 
-def warm_stages(path: Path, model_name: str, device: str, repeats: int) -> dict[str, float]:
+def warm_stages(case: Input, device: str, repeats: int) -> dict[str, float]:
     """Median seconds per stage (and in all) of read → detect → write in this process, after one warm-up run."""
-    from LesionDetectLib import detect, load_model, read_volume
+    from LesionDetectLib import detect, load_model
 
-    model = load_model(model_name)
+    model = load_model(case.model)
     runs = []
     for repeat in range(repeats + 1):
         clock = StageClock()
-        volume = read_volume(path)
+        volume = read_inputs(case)
         clock.enter("checks")
         result = detect(volume, model, device=device, progress=clock.progress)
         clock.enter("write")
@@ -108,12 +141,12 @@ def warm_stages(path: Path, model_name: str, device: str, repeats: int) -> dict[
     return {key: statistics.median(run.get(key, 0.0) for run in runs) for key in (*STAGES, "total")}
 
 
-def print_warm(cases: list[tuple[str, Path, str]], device: str, repeats: int) -> None:
+def print_warm(cases: list[Input], device: str, repeats: int) -> None:
     """Stage table of `warm_stages` for every input."""
-    print(f"{'input':30s} {'model':18s} " + " ".join(f"{stage:>13s}" for stage in (*STAGES, "total")))
-    for label, path, model in cases:
-        seconds = warm_stages(path, model, device, repeats)
-        print(f"{label:30s} {model:18s} " + " ".join(f"{seconds[key]:13.3f}" for key in (*STAGES, "total")))
+    print(f"{'input':30s} {'model':20s} " + " ".join(f"{stage:>13s}" for stage in (*STAGES, "total")))
+    for case in cases:
+        seconds = warm_stages(case, device, repeats)
+        print(f"{case.label:30s} {case.model:20s} " + " ".join(f"{seconds[key]:13.3f}" for key in (*STAGES, "total")))
 
 
 def main() -> int:
@@ -127,16 +160,16 @@ def main() -> int:
         print(f"{cpu_model()}, {os.cpu_count()} cores, device {args.device}, warm, median of {args.repeats}")
         print_warm(cases, args.device, args.repeats)
         return 0
-    times: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in cases}
+    times: dict[str, list[tuple[float, float]]] = {case.label: [] for case in cases}
     for _ in range(args.repeats):
-        for label, path, model in cases:
-            times[label].append(run_once(path, model, args.device))
+        for case in cases:
+            times[case.label].append(run_once(case, args.device))
     print(f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, device {args.device}, median of {args.repeats}")
     print(f"{'input':30s} {'model':20s} {'seconds':>8s} {'peak GiB':>9s}")
-    for label, _, model in cases:
-        seconds = statistics.median(t for t, _ in times[label])
-        peak = max(m for _, m in times[label])
-        print(f"{label:30s} {model:20s} {seconds:8.1f} {peak:9.2f}")
+    for case in cases:
+        seconds = statistics.median(t for t, _ in times[case.label])
+        peak = max(m for _, m in times[case.label])
+        print(f"{case.label:30s} {case.model:20s} {seconds:8.1f} {peak:9.2f}")
     return 0
 
 
