@@ -94,22 +94,27 @@ def detect(
     check_memory(volume.array.shape, grid_size, _memory_window(spec, grid_size),
                  batch_size or infer.default_batch_size(spec.batch_size, device), spec.overlap if overlap is None else overlap)
     if spec.pipeline:  # an imported MONAI bundle: its own preprocessing, inferer and outputs
-        from .detector_boxes import lesions_from_boxes
-        from .monai_bundle.inference import bundle_probability
+        from .detector_boxes import box_probability, lesions_from_boxes
+        from .monai_bundle.inference import bundle_boxes, bundle_probability
 
         progress("inference", 0.15, f"MONAI bundle {spec.network['name']} on {device}")
-        bundle_map, boxes = bundle_probability(model, channels, threshold, device, overlap, batch_size)
-        progress("postprocess", 0.87, "connected components and measurements")
-        if boxes is not None:
+        if spec.pipeline["task"] == "detection":
+            boxes = bundle_boxes(model, channels, device)
+            progress("postprocess", 0.87, "connected components and measurements")
             warn("a box detector: each lesion's segment is its box, not an outline")
             found, label_map = lesions_from_boxes(boxes, volume, threshold, min_volume_mm3, max_lesions)
+
+            def probability():
+                return box_probability(found, label_map)
         else:
+            bundle_map = bundle_probability(model, channels, threshold, device, overlap, batch_size)
+            progress("postprocess", 0.87, "connected components and measurements")
             found, label_map = lesions.from_probability(
                 bundle_map, volume, threshold, min_volume_mm3, max_lesions, outline_threshold=outline_threshold
             )
 
-        def probability():
-            return bundle_map
+            def probability():
+                return bundle_map
     else:
         progress("preprocess", 0.1, f"resampling to {spec.spacing} mm and normalising")
         model_input = model_input_of([model_volume, *channels[1:]], spec)

@@ -13,7 +13,7 @@ from conftest import oblique_direction
 
 from LesionDetectLib import writers
 from LesionDetectLib.detected_box import BOX_COLUMNS, DetectedBox
-from LesionDetectLib.detector_boxes import box_label_map, lesions_from_boxes
+from LesionDetectLib.detector_boxes import box_label_map, box_probability, lesions_from_boxes
 from LesionDetectLib.evaluation.predictions import prediction_index
 from LesionDetectLib.lesions import TABLE_COLUMNS
 from LesionDetectLib.volume import Volume
@@ -143,3 +143,13 @@ def test_evaluation_does_not_take_the_roi_file_for_a_prediction(tmp_path):
                       settings={}, warnings=[])
     index = prediction_index(tmp_path)
     assert set(index) == {"case1"} and index["case1"]["mrk"].name == "chest.mrk.json"
+
+
+def test_the_probability_map_is_each_lesions_score_on_its_segment():
+    volume = make_volume()
+    lesions, label_map = lesions_from_boxes(boxes_on(volume), volume, threshold=0.5, measure_surfaces=False)
+    probability = box_probability(lesions, label_map)
+    assert probability.shape == label_map.shape and probability.dtype == np.float32
+    assert np.all(probability[label_map == 0] == 0)
+    for lesion in lesions:
+        assert np.all(probability[label_map == lesion.id] == np.float32(lesion.confidence_max))

@@ -163,7 +163,7 @@ def test_lung_nodule_boxes_match_monai_and_each_becomes_a_lesion_at_its_box(tmp_
     from monai.transforms import Compose, Orientationd, ScaleIntensityRanged, Spacingd
 
     from LesionDetectLib.monai_bundle.config import parse_inference
-    from LesionDetectLib.monai_bundle.inference import bundle_probability
+    from LesionDetectLib.monai_bundle.inference import bundle_boxes
 
     inference, _ = zoo_configs("lung_nodule_ct_detection")
     state = random_state(parse_inference({**inference, "whether_raw_luna16": True}))
@@ -177,7 +177,7 @@ def test_lung_nodule_boxes_match_monai_and_each_becomes_a_lesion_at_its_box(tmp_
     spacing = (0.703125, 0.703125, 1.25)
     ras = ras_volume((48, 40, 24), spacing, origin=(31.0, -12.5, 40.0), low=-1000, high=300)
     volume = Volume(ras.array, ras.spacing, ras.origin, np.eye(3), "chest", "CT")
-    _, boxes = bundle_probability(model, [volume], 0.0, "cpu")
+    boxes = bundle_boxes(model, [volume], "cpu")
 
     backbone = resnet.resnet50(spatial_dims=3, n_input_channels=1, conv1_t_stride=[2, 2, 1], conv1_t_size=[7, 7, 7])
     network = RetinaNet(spatial_dims=3, num_classes=1, num_anchors=3, size_divisible=[16, 16, 8],
@@ -218,6 +218,8 @@ def test_lung_nodule_boxes_match_monai_and_each_becomes_a_lesion_at_its_box(tmp_
         assert lesion.marker_lps == lesion.detector_box.centre_lps
     assert [lesion.confidence_max for lesion in result.lesions] == sorted(
         (lesion.confidence_max for lesion in result.lesions), reverse=True)
+    for lesion in result.lesions:  # the saved probability: each box's score on its segment
+        assert np.all(result.probability[result.label_map == lesion.id] == np.float32(lesion.confidence_max))
     paths = result.write(tmp_path / "out")
     rois = json.loads(paths["boxes"].read_text())["markups"]
     assert [roi["center"] for roi in rois] == [list(lesion.detector_box.centre_lps) for lesion in result.lesions]

@@ -28,6 +28,7 @@ import slicer
 import vtk
 
 from LesionDetectLib.review import REVIEW_COLUMNS, review_columns, reviewed_rows
+from LesionDetectLib.writers.markups import BOXES_SUFFIX
 
 from .errors import ResultsError
 
@@ -61,7 +62,7 @@ def outputPaths(outputFolder: str, stem: str) -> dict[str, str]:
 
 def boxesPath(outputFolder: str, stem: str) -> str:
     """A box detector's ROIs (absent for a segmentation model)."""
-    return os.path.join(outputFolder, f"{stem}.boxes.mrk.json")
+    return os.path.join(outputFolder, f"{stem}{BOXES_SUFFIX}")
 
 
 def loadResults(outputFolder: str, stem: str, volumeNode, showIn3D: bool = False) -> DetectionNodes:

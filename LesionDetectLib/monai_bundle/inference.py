@@ -1,5 +1,5 @@
-"""`detect`'s path for an imported MONAI bundle: a lesion probability on the reference grid, and for a box
-detector its boxes (the probability is then each box's score inside the box: what a box model can give)."""
+"""`detect`'s path for an imported MONAI bundle: a segmentation bundle's lesion probability on the reference grid,
+or a detection bundle's boxes in physical space (`detector_boxes` turns them into lesions)."""
 
 from __future__ import annotations
 
@@ -11,35 +11,24 @@ from . import run
 
 
 def bundle_probability(model, channels: list[Volume], threshold: float, device: str, overlap: float | None = None,
-                       batch_size: int | None = None) -> tuple[np.ndarray, list[DetectedBox] | None]:
-    """(lesion probability ``[k, j, i]`` on the reference grid, the boxes of a detection bundle or None)."""
+                       batch_size: int | None = None) -> np.ndarray:
+    """A segmentation bundle's lesion probability ``[k, j, i]`` on the reference grid."""
     pipeline = model.spec.pipeline
-    network = model.network(device)
-    if pipeline["task"] == "segmentation":
-        return run.segmentation_probability(network, channels, pipeline, threshold, device, overlap, batch_size), None
+    return run.segmentation_probability(model.network(device), channels, pipeline, threshold, device, overlap,
+                                        batch_size)
+
+
+def bundle_boxes(model, channels: list[Volume], device: str) -> list[DetectedBox]:
+    """A detection bundle's boxes (all its box selector keeps), in LPS mm, highest score first."""
     from .detection import detect_boxes
 
+    pipeline = model.spec.pipeline
     bundle_input = run.prepare(channels, pipeline)
-    voxel_boxes, scores = detect_boxes(network, bundle_input.image, pipeline, device)
+    voxel_boxes, scores = detect_boxes(model.network(device), bundle_input.image, pipeline, device)
     if bundle_input.crop is not None:  # boxes of the foreground crop → of the whole bundle grid
         voxel_boxes = voxel_boxes + np.tile([part.start for part in bundle_input.crop], 2)
-    score_map = box_score_map(voxel_boxes, scores, bundle_input.full_shape or bundle_input.image.shape[1:])
-    probability = run.to_reference_grid(score_map, bundle_input.grid, channels[0], interpolate="nearest")
-    grid = bundle_input.grid
-    boxes = [physical_box(box, score, grid, channels[0]) for box, score in zip(voxel_boxes, scores)
-             if score >= threshold]
-    return probability, sorted(boxes, key=lambda box: -box.score)
-
-
-def box_score_map(boxes: np.ndarray, scores: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``[x, y, z]``: each voxel whose centre lies in a box holds the highest score of those boxes, else 0."""
-    found = np.zeros(shape, np.float32)
-    for box, score in zip(boxes, scores):
-        low = np.ceil(box[:3]).astype(int)
-        high = np.floor(box[3:]).astype(int) + 1
-        region = tuple(slice(max(0, lo), min(n, hi)) for lo, hi, n in zip(low, high, shape))
-        found[region] = np.maximum(found[region], np.float32(score))
-    return found
+    boxes = [physical_box(box, score, bundle_input.grid, channels[0]) for box, score in zip(voxel_boxes, scores)]
+    return sorted(boxes, key=lambda box: -box.score)
 
 
 def physical_box(box: np.ndarray, score: float, grid, reference: Volume) -> DetectedBox:
