@@ -401,15 +401,25 @@ def readme_console_example() -> str:
     return re.search(r"\*\*Python console:\*\*\s+```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
+def makeFlairAndT1(slicer):
+    """The README's two sample volumes: ``MSFLAIR`` (the test volume) and ``MST1`` on its grid, under its transform;
+    returns the FLAIR's lesion centres in world coordinates."""
+    flair, ijkToRas, _, _, world = logicTestCase().makeVolume(name="MSFLAIR")
+    t1 = slicer.util.addVolumeFromArray(slicer.util.arrayFromVolume(flair).copy(), ijkToRas, name="MST1")
+    t1.SetAndObserveTransformNodeID(flair.GetTransformNodeID())
+    return world
+
+
 def test_readme_console_example_runs_as_written(slicer, panel, capsys):
-    volume, _, _, _, world = logicTestCase().makeVolume(name="MSFLAIR")
+    world = makeFlairAndT1(slicer)
     exec(compile(readme_console_example(), "README.md", "exec"), {"slicer": slicer})
     printed = capsys.readouterr().out
     match = re.fullmatch(r"2 lesions; first at \[(.*)\]\n", printed)
     assert match, printed
     np.testing.assert_allclose([float(v) for v in match.group(1).split(",")], world[0], atol=1e-3)
     command = panel.logic.processRunner.commands[-1]
-    assert command[command.index("--model") + 1] == "ms-flair-lesions"
+    assert command[command.index("--model") + 1] == "ms-flair-t1-lesions"
+    assert command[command.index("--channel") + 1].startswith("T1=")
 
 
 def test_readme_compare_example_runs_as_written(slicer, panel, capsys):
@@ -434,7 +444,7 @@ def readme_review_example() -> str:
 
 
 def test_readme_review_example_runs_as_written(slicer, panel, capsys):
-    logicTestCase().makeVolume(name="MSFLAIR")
+    makeFlairAndT1(slicer)
     namespace = {"slicer": slicer}
     exec(compile(readme_console_example(), "README.md", "exec"), namespace)
     exec(compile(readme_review_example(), "README.md", "exec"), namespace)
