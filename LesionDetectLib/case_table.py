@@ -12,10 +12,10 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bundles import SAFE_NAME
 from .channels import Inputs, with_main_channel
 from .errors import InputImageError
 from .io import read_volume, volume_stem
+from .model_spec import SAFE_NAME
 from .volume import Volume
 
 CASE_COLUMN = "case"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .dicom_folders import dicom_series
 from .errors import InputImageError
-from .io import IMAGE_SUFFIXES, dicom_series
+from .io import IMAGE_SUFFIXES
 
 LIST_SUFFIXES = (".txt", ".list")
 

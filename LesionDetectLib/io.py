@@ -2,36 +2,28 @@
 
 Before ITK opens a file, `image_files` checks that it (and every data file its header names) is a regular file
 and that its header holds nothing ITK would silently replace; NIfTI and compressed MetaImage data must be
-complete and float NIfTI data finite. The header must then describe an image that fits in memory. A DICOM
-series must have evenly spaced slices of one orientation, size and pixel spacing (ITK only warns about a
-missing slice, and stacks any slices it is given). The native readers' own messages on stderr are silenced:
-the `InputImageError` carries the reason in one line. Reads may come from several threads: they take turns.
-SimpleITK reads every file, except label NRRDs in LPS/RAS space, which pynrrd reads (`read_mask`).
+complete and float NIfTI data finite. The header must then describe an image that fits in memory. DICOM series
+folders are read by `dicom_folders`; every native read goes through `native_reads` (stderr silenced, the
+`InputImageError` carrying the reason in one line; reads from several threads take turns). SimpleITK reads every
+file, except label NRRDs in LPS/RAS space, which pynrrd reads (`read_mask`).
 """
 
 from __future__ import annotations
 
-import os
-import re
-import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .cancellation import shielded
+from .dicom_folders import read_dicom_folder
 from .errors import DatasetError, InputImageError
-from .image_files import check_before_reading, check_folder, check_metaimage_complete, check_regular_file
-from .resources import check_read_memory
+from .image_files import check_before_reading, check_metaimage_complete, check_regular_file
+from .native_reads import check_fits_in_memory, reading
 from .volume import LPS_TO_RAS, Volume
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.nrrd")
 MIN_SPACING_MM, MAX_SPACING_MM = 1e-3, 100.0
 MAX_EXTENT_MM = 3000.0  # a whole body is < 2.1 m long: a volume spanning more has an implausible spacing
-_SILENCING = threading.RLock()  # fd 2 is the process's own: one silenced read at a time (DICOM reads re-enter)
 
 
 def image_stem(name: str) -> str | None:
@@ -49,158 +41,6 @@ def volume_stem(path: str | Path) -> str:
     if stem is not None:
         return stem
     return Path(name).stem if Path(path).is_file() else name
-
-
-def dicom_series(folder: Path) -> dict[str, list[str]]:
-    """The DICOM series in ``folder``: series instance UID → sorted file names.
-
-    Refuses (`InputImageError`) a folder that cannot be listed or holds a FIFO or device: GDCM opens every file.
-    """
-    import SimpleITK as sitk
-
-    check_folder(folder)
-    reader = sitk.ImageSeriesReader
-    with _native_output_silenced():
-        return {uid: list(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in reader.GetGDCMSeriesIDs(str(folder))}
-
-
-def _read_dicom_folder(folder: Path, series_uid: str | None):
-    import SimpleITK as sitk
-
-    series = dicom_series(folder)
-    if not series:
-        raise InputImageError(f"{folder}: folder holds no DICOM series (and is not an image file)")
-    if series_uid is None:
-        if len(series) > 1:
-            listing = ", ".join(f"{uid} ({len(files)} files)" for uid, files in series.items())
-            raise InputImageError(f"{folder}: holds {len(series)} DICOM series; choose one with --series-uid: {listing}")
-        series_uid = next(iter(series))
-    if series_uid not in series:
-        raise InputImageError(f"{folder}: no DICOM series with UID {series_uid}")
-    files = series[series_uid]
-    first = sitk.ImageFileReader()
-    first.SetFileName(files[0])
-    first.ReadImageInformation()
-    _check_fits_in_memory(first, folder, slices=len(files))
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    reader.MetaDataDictionaryArrayUpdateOn()
-    image = reader.Execute()
-    _check_slices_agree(reader, len(files), folder, series_uid)
-    _check_slice_positions(reader, image, len(files), folder)
-    return image
-
-
-SLICE_ATTRIBUTES = {"0020|0037": "orientation", "0028|0030": "pixel spacing", "0028|0010": "rows",
-                    "0028|0011": "columns"}  # must be the same in every slice of a series
-
-
-def _check_slices_agree(reader, count: int, folder: Path, series_uid: str) -> None:
-    """Refuse a series whose slices differ in orientation, pixel spacing or size: ITK would stack them as one grid."""
-    for key, attribute in SLICE_ATTRIBUTES.items():
-        values = [reader.GetMetaData(index, key).strip() if reader.HasMetaDataKey(index, key) else "none"
-                  for index in range(count)]
-        distinct = list(dict.fromkeys(values))
-        if len(distinct) > 1 and not _same_numbers(distinct):
-            raise InputImageError(f"{folder}: the slices of series {series_uid} differ in {attribute}: "
-                                  + ", ".join(distinct[:4]) + (" …" if len(distinct) > 4 else ""))
-
-
-def _same_numbers(values: list[str], tolerance: float = 1e-4) -> bool:
-    """True when DICOM multi-values such as '1\\0\\0' and '1.0\\0\\0' hold the same numbers."""
-    try:
-        numbers = [np.array([float(v) for v in value.split("\\")]) for value in values]
-    except ValueError:
-        return False
-    return all(n.shape == numbers[0].shape and np.allclose(n, numbers[0], atol=tolerance) for n in numbers)
-
-
-def _check_slice_positions(reader, image, count: int, folder: Path) -> None:
-    """Refuse a series with a missing, duplicate or displaced slice: ITK would spread the slices evenly."""
-    key = "0020|0032"  # Image Position (Patient)
-    if count < 2:
-        return
-    if not all(reader.HasMetaDataKey(index, key) for index in range(count)):
-        raise InputImageError(f"{folder}: a slice lacks its Image Position (Patient); the slice geometry is unknown")
-    try:
-        positions = np.array([[float(v) for v in reader.GetMetaData(index, key).split("\\")] for index in range(count)])
-    except ValueError:
-        raise InputImageError(f"{folder}: a slice has an unreadable Image Position (Patient)") from None
-    if positions.shape[1] != 3 or not np.all(np.isfinite(positions)):
-        raise InputImageError(f"{folder}: a slice has an unreadable Image Position (Patient)")
-    normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
-    gaps = np.diff(positions @ normal)
-    mean = float(np.mean(gaps))
-    if abs(mean) < 1e-6 or np.max(np.abs(gaps - mean)) > max(0.01 * abs(mean), 1e-3):
-        raise InputImageError(
-            f"{folder}: slices are not evenly spaced (gaps {np.round(np.min(gaps), 3)}–{np.round(np.max(gaps), 3)} mm): "
-            "a slice is missing, duplicated or corrupt"
-        )
-
-
-def _check_fits_in_memory(reader, source: Path, slices: int = 1) -> int:
-    """Refuse, before reading voxels, an image whose header asks for more memory than is available."""
-    import SimpleITK as sitk
-
-    voxels = int(np.prod(reader.GetSize(), dtype=object)) * slices
-    component = sitk.Image([1, 1], reader.GetPixelID(), max(1, reader.GetNumberOfComponents())).GetSizeOfPixelComponent()
-    nbytes = voxels * max(1, reader.GetNumberOfComponents()) * component
-    check_read_memory(nbytes, str(source))
-    return nbytes
-
-
-def _itk_reason(error: RuntimeError) -> str:
-    """The informative line of a SimpleITK exception (not its source location, object address or errno noise)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("Exception thrown in SimpleITK")
-             and line != "Reason: No such file or directory"]
-    nrrd = [line.partition(": ")[2] for line in lines if line.startswith("[nrrd]") and line.partition(": ")[2]]
-    reason = nrrd[-1] if nrrd else (lines[0] if lines else "unknown reason")
-    reason = re.sub(r"^(ITK ERROR|itk::ERROR|sitk::ERROR):\s*(\w+\(0x[0-9a-fA-F]+\):\s*)?", "", reason)
-    if reason.startswith("Unable to determine ImageIO reader"):
-        reason = "unknown or corrupt image format"
-    return reason[:200]
-
-
-@contextmanager
-def _native_output_silenced() -> Iterator[None]:
-    """ITK, NIfTI, MetaIO and GDCM print diagnostics on the process's own stderr: hide them during a read.
-
-    Threads take turns (a second one would save the first one's /dev/null as the stderr to restore).
-    """
-    import SimpleITK as sitk
-
-    with _SILENCING:
-        warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
-        sitk.ProcessObject.SetGlobalWarningDisplay(False)
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError):
-            saved = None
-        try:
-            if saved is not None:
-                with open(os.devnull, "wb") as null:
-                    os.dup2(null.fileno(), 2)
-            yield
-        finally:
-            with shielded():  # a signal must not leave stderr pointing at /dev/null
-                if saved is not None:
-                    os.dup2(saved, 2)
-                    os.close(saved)
-                sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
-
-
-@contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Silence the native readers, and turn their errors into one-line `InputImageError`s naming ``path``."""
-    try:
-        with _native_output_silenced():
-            yield
-    except RuntimeError as error:
-        raise InputImageError(f"{path}: not a readable image ({_itk_reason(error)})") from None
-    except OSError as error:
-        raise InputImageError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
 def check_image_file(path: Path) -> str:
@@ -223,7 +63,7 @@ def _read_file(path: Path):
     reader.SetImageIO(name)
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
-    expected = _check_fits_in_memory(reader, path)
+    expected = check_fits_in_memory(reader, path)
     if name == "MetaImageIO":
         check_metaimage_complete(path, expected)
     return reader.Execute()
@@ -234,8 +74,8 @@ def _read_image(path: Path, series_uid: str | None):
         is_folder = path.is_dir()
     except OSError as error:
         raise InputImageError(f"{path}: cannot be read ({error.strerror or error})") from None
-    with _reading(path):
-        return _read_dicom_folder(path, series_uid) if is_folder else _read_file(path)
+    with reading(path):
+        return read_dicom_folder(path, series_uid) if is_folder else _read_file(path)
 
 
 def _dicom_modality(image) -> str | None:
@@ -292,7 +132,7 @@ def read_mask(path: str | Path, keep_labels: bool = False) -> Volume:
 
 
 def _read_itk_mask(path: Path) -> Volume:
-    with _reading(path):
+    with reading(path):
         image = _read_file(path)
     if image.GetDimension() != 3:
         raise DatasetError(f"{path}: a mask must be 3-D, this one is {image.GetDimension()}-D")
@@ -309,7 +149,7 @@ def _read_nrrd_mask(path: Path) -> Volume | None:
     """
     import nrrd
 
-    with _reading(path):
+    with reading(path):
         check_image_file(path)  # a FIFO, a truncated file or a header ITK would read wrong is refused first
     data, header = nrrd.read(str(path))  # axes in NRRD order: i, j, k (and a list axis for layers)
     space = str(header.get("space", "")).lower()

@@ -175,7 +175,7 @@ class ModelInput:
 
 
 def prepare_input(volume: Volume, spec) -> ModelInput:
-    """Resample ``volume`` onto the model grid of a `bundles.ModelSpec`, normalise it and find its foreground."""
+    """Resample ``volume`` onto the model grid of a `model_spec.ModelSpec`, normalise it and find its foreground."""
     resampled, grid = to_model_grid(volume, spec.spacing)
     scanned = foreground_mask(resampled)
     foreground = body_mask(resampled, spec.intensity["kind"], scanned)

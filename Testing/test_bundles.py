@@ -11,16 +11,10 @@ import pytest
 import torch
 from conftest import write_threshold_bundle
 
-from LesionDetectLib.bundles import (
-    FORMAT_VERSION,
-    default_model_for,
-    import_model,
-    list_models,
-    load_model,
-    open_bundle,
-    sha256_of,
-)
+from LesionDetectLib.bundle_files import sha256_of
+from LesionDetectLib.bundles import default_model_for, import_model, list_models, load_model, open_bundle
 from LesionDetectLib.errors import ModelBundleError
+from LesionDetectLib.model_spec import FORMAT_VERSION
 
 
 def rewrite_spec(folder, **changes):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, needs_shared_data, rewrite_slice, write_series
 
+from LesionDetectLib.dicom_folders import dicom_series
 from LesionDetectLib.errors import InputImageError
-from LesionDetectLib.io import dicom_series, read_volume
+from LesionDetectLib.io import read_volume
 
 
 def ct_array(shape=(6, 32, 40)):

@@ -28,8 +28,9 @@ from conftest import fuzz_settings, threshold_bundle_spec, write_threshold_bundl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from LesionDetectLib import bundles
-from LesionDetectLib.bundles import import_model, open_bundle, read_spec, sha256_of
+from LesionDetectLib import bundle_files
+from LesionDetectLib.bundle_files import sha256_of
+from LesionDetectLib.bundles import import_model, open_bundle, read_spec
 from LesionDetectLib.errors import LesionDetectError, ModelBundleError
 
 LIBRARY = Path(__file__).resolve().parents[1] / "LesionDetectLib"
@@ -117,10 +118,10 @@ def test_links_to_devices_and_fifos_are_refused_without_blocking(threshold_bundl
 
 def test_huge_files_are_refused_by_size_before_reading(threshold_bundle, within_seconds):
     with (threshold_bundle / "weights.pt").open("r+b") as weights:  # sparse: 2 GiB + 1 byte, no disk used
-        weights.truncate(bundles.MAX_WEIGHTS_BYTES + 1)
+        weights.truncate(bundle_files.MAX_WEIGHTS_BYTES + 1)
     with pytest.raises(ModelBundleError, match=r"more than the \d+ bytes allowed"):
         open_bundle(threshold_bundle)
-    (threshold_bundle / "model.json").write_text(" " * (bundles.MAX_SPEC_BYTES + 1) + "{}")
+    (threshold_bundle / "model.json").write_text(" " * (bundle_files.MAX_SPEC_BYTES + 1) + "{}")
     with pytest.raises(ModelBundleError, match="more than"):
         read_spec(threshold_bundle)
 
@@ -140,7 +141,7 @@ def test_zip_bomb_member_is_refused_by_its_declared_size_before_decompressing(th
         out.write(threshold_bundle / "model.json", "model.json")
         out.writestr("weights.pt", bytes(64 * 2**20))  # 64 MiB of zeros, about 64 KiB compressed
     assert archive.stat().st_size < 2**20
-    monkeypatch.setattr(bundles, "MAX_WEIGHTS_BYTES", 2**20)
+    monkeypatch.setattr(bundle_files, "MAX_WEIGHTS_BYTES", 2**20)
     opened = []
     real_open = zipfile.ZipFile.open
     monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *a, **k: (

@@ -27,7 +27,8 @@ import json
 import shutil
 from pathlib import Path
 
-from LesionDetectLib.bundles import SPEC_FILE, WEIGHTS_FILE, ModelSpec, open_bundle
+from LesionDetectLib.bundles import open_bundle
+from LesionDetectLib.model_spec import SPEC_FILE, WEIGHTS_FILE, ModelSpec
 
 RECIPE_KEYS = ("spacing", "patch_size", "network_kwargs", "loss", "positive_fraction", "hard_negative_fraction",
                "heavy_augment", "copy_paste", "flip_axes", "epochs", "iterations_per_epoch", "seed", "select_metric")

@@ -11,8 +11,8 @@ import math
 import re
 from pathlib import Path
 
-from ..bundles import MAX_BATCH, MAX_LESION_MM3, MAX_OVERLAP, MAX_TEXT
 from ..lesions import Lesion
+from ..model_spec import MAX_BATCH, MAX_LESION_MM3, MAX_OVERLAP, MAX_TEXT
 
 MAX_COUNT = 10**6  # iterations, epochs, lesions, bootstrap resamples
 MAX_SEED = 2**32 - 1  # NumPy's limit

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from ..batch import run_cases
-from ..bundles import ModelSpec, load_model
+from ..bundles import load_model
 from ..evaluation import Prediction, match_case, reference_lesions, resolve_rule
 from ..io import read_volume, volume_stem
+from ..model_spec import ModelSpec
 from ..overview import write_overview
 from ..progress import make_reporter
 from ..result import DetectionResult

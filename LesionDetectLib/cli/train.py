@@ -19,9 +19,9 @@ import argparse
 import json
 import math
 
-from ..bundles import MAX_HU, MAX_PATCH, MAX_WINDOW_VOXELS, SAFE_NAME, SPACING_RANGE_MM, non_finite_numbers
 from ..errors import LesionDetectError
 from ..input_checks import REQUIREMENT_CHECKS
+from ..model_spec import MAX_HU, MAX_PATCH, MAX_WINDOW_VOXELS, SAFE_NAME, SPACING_RANGE_MM, non_finite_numbers
 from ..networks import MONAI_NETWORKS
 from ..progress import MODES, make_reporter, step_bar_reporter
 from ..training.recipe import CACHE_MODES, LESION_RULES, LOSSES, PRESETS, SELECT_METRICS

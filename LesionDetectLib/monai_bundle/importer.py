@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from .. import bundles
+from .. import bundle_files, model_spec
 from ..errors import ModelBundleError
 from .config import parse_inference
 from .expressions import BundleConfigError
@@ -26,7 +26,7 @@ from .metadata import model_card
 
 METADATA, MODEL_WEIGHTS = "configs/metadata.json", "models/model.pt"
 INFERENCE_FILES = ("configs/inference.json", "configs/inference.yaml", "configs/inference.yml")
-MAX_CONFIG_BYTES = bundles.MAX_SPEC_BYTES
+MAX_CONFIG_BYTES = bundle_files.MAX_SPEC_BYTES
 
 
 def is_monai_bundle(path: str | Path) -> bool:
@@ -45,20 +45,20 @@ def read_bundle(path: Path) -> dict[str, bytes]:
     """The metadata, inference config and weights of a bundle folder or zip, by their bundle path."""
     if path.is_dir():
         inference = next((name for name in INFERENCE_FILES if (path / name).exists()), INFERENCE_FILES[0])
-        return {name: bundles._read_member(path, name, limit) for name, limit in
-                ((METADATA, MAX_CONFIG_BYTES), (inference, MAX_CONFIG_BYTES), (MODEL_WEIGHTS, bundles.MAX_WEIGHTS_BYTES))}
+        return {name: bundle_files.read_member(path, name, limit) for name, limit in
+                ((METADATA, MAX_CONFIG_BYTES), (inference, MAX_CONFIG_BYTES), (MODEL_WEIGHTS, bundle_files.MAX_WEIGHTS_BYTES))}
     try:
         with zipfile.ZipFile(path) as archive:
-            names = bundles.safe_zip_names(archive, path)
+            names = bundle_files.safe_zip_names(archive, path)
             metadata = [name for name in names if name.endswith(METADATA) and len(Path(name).parts) <= 3]
             if len(metadata) != 1:
                 raise ModelBundleError(f"{path}: zip must hold exactly one {METADATA} at its root or in one folder")
             prefix = metadata[0][: -len(METADATA)]
             inference = next((prefix + name for name in INFERENCE_FILES if prefix + name in names),
                              prefix + INFERENCE_FILES[0])
-            return {name[len(prefix):]: bundles._read_zip_member(archive, name, limit, path) for name, limit in
+            return {name[len(prefix):]: bundle_files.read_zip_member(archive, name, limit, path) for name, limit in
                     ((metadata[0], MAX_CONFIG_BYTES), (inference, MAX_CONFIG_BYTES),
-                     (prefix + MODEL_WEIGHTS, bundles.MAX_WEIGHTS_BYTES))}
+                     (prefix + MODEL_WEIGHTS, bundle_files.MAX_WEIGHTS_BYTES))}
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as error:
         raise ModelBundleError(f"{path}: corrupt or unsupported zip ({error})") from None
 
@@ -118,7 +118,7 @@ def state_dict_of(weights: bytes, path: Path) -> dict:
 def default_name(path: Path, metadata: dict[str, Any]) -> str:
     """The bundle's folder or zip name when it is a plain name, else its metadata name made one."""
     stem = path.name[:-4] if path.name.endswith(".zip") else path.name
-    if bundles.SAFE_NAME.fullmatch(stem):
+    if model_spec.SAFE_NAME.fullmatch(stem):
         return stem
     slug = re.sub(r"[^\w.+-]+", "-", str(metadata.get("name", ""))).strip("-.")[:128]
     if not slug:
@@ -133,7 +133,8 @@ def import_monai_bundle(path: str | Path, lesion_labels: list[int] | None = None
     ``lesion_labels``: the output labels (softmax classes, or sigmoid channels) that are lesions, when the
     bundle's metadata does not say; ``overrides``: top-level literal config settings replaced before parsing.
     """
-    from ..bundles import import_model, save_bundle, sha256_of
+    from ..bundle_files import sha256_of
+    from ..bundles import import_model, save_bundle
 
     path = Path(path).expanduser()
     if not path.exists():

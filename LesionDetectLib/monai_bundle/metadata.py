@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..bundles import FORMAT_VERSION, MAX_TEXT
 from ..errors import ModelBundleError
+from ..model_spec import FORMAT_VERSION, MAX_TEXT
 
 MODALITY_NAMES = {"CT": "CT", "MR": "MR", "MRI": "MR"}
 GENERIC_CHANNEL_NAMES = {"image", "img", "input", "0"}

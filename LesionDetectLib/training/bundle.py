@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..bundles import ModelSpec, save_bundle
+from ..bundles import save_bundle
+from ..model_spec import ModelSpec
 from .recipe import Recipe
 
 LABELS = {"0": "background", "1": "lesion"}

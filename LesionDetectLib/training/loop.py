@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from ..bundles import ModelSpec
 from ..errors import LesionDetectError
+from ..model_spec import ModelSpec
 from ..progress import STEP, ProgressCallback
 from . import distributed
 from .checkpoints import BEST, CHECKPOINT_FORMAT, CHECKPOINTS, LAST, load_checkpoint, save_checkpoint

@@ -10,9 +10,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from ..bundles import MODALITIES
 from ..errors import LesionDetectError
 from ..input_checks import REQUIREMENT_CHECKS
+from ..model_spec import MODALITIES
 from ..networks import MONAI_NETWORKS
 
 LOSSES = ("dicece", "dicefocal")

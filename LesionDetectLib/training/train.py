@@ -102,7 +102,7 @@ def _train(context, dataset, out_dir, recipe, folds, fold, val_fraction, resume,
     )
     provenance = _provenance(data, split, recipe, context, command)
     spec_dict = bundle.model_spec(recipe, recipe.name, recipe.modality, recipe.intensity, channels, description)
-    from ..bundles import ModelSpec
+    from ..model_spec import ModelSpec
 
     spec = ModelSpec.from_dict(spec_dict)
     if context.is_main:

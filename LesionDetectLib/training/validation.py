@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import infer, lesions, preprocess
-from ..bundles import ModelSpec
+from ..model_spec import ModelSpec
 from ..volume import Volume
 from . import distributed
 from .dataset import Case

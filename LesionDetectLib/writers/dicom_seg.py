@@ -55,7 +55,7 @@ def _imports():
 
 def read_source_series(folder: str | Path, series_uid: str | None = None) -> list:
     """The series' instances as pydicom datasets without pixel data (the series chosen as `io.read_volume` does)."""
-    from ..io import dicom_series
+    from ..dicom_folders import dicom_series
 
     series = dicom_series(Path(folder))
     if series_uid is None and len(series) == 1:
