@@ -95,6 +95,17 @@ def isolated_models(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (training tests: `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_series(folder, array, spacing=(0.7, 0.7, 2.0), origin=(-100.0, -80.0, 40.0),
                  uid="1.2.826.0.1.3680043.2.1125.1", extra_tags: dict | None = None):
     """Write ``array`` [k, j, i] int16 as one axial CT series (one file per slice), with ``extra_tags``."""

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from cli_process import lesiondetect
 from conftest import make_volume, write_threshold_bundle
 
 OUTPUTS = {"case.seg.nrrd", "case.mrk.json", "case.lesions.csv", "case.lesions.json"}
-
-
-def lesiondetect(*args, env_models=None, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if env_models is not None:
-        env["LESIONDETECT_MODELS"] = str(env_models)
-    return subprocess.run([sys.executable, "-m", "LesionDetectLib", *map(str, args)], capture_output=True, encoding="utf-8",
-                          text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
