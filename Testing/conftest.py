@@ -106,6 +106,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def result():
+    """The writer tests' detection result: two lesions on an oblique, mirrored grid (writer_inputs.make_result)."""
+    from writer_inputs import make_result
+
+    return make_result()
+
+
+@pytest.fixture
+def written(tmp_path, result):
+    """(paths, result): ``result`` written to ``tmp_path / "out"`` with every optional output."""
+    return result.write(tmp_path / "out", save_probability=True, surface_format="vtp"), result
+
+
 def write_series(folder, array, spacing=(0.7, 0.7, 2.0), origin=(-100.0, -80.0, 40.0),
                  uid="1.2.826.0.1.3680043.2.1125.1", extra_tags: dict | None = None):
     """Write ``array`` [k, j, i] int16 as one axial CT series (one file per slice), with ``extra_tags``."""

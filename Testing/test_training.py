@@ -19,14 +19,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from training_cases import (
-    LESION_RADIUS_MM,
-    SPACING,
-    synthetic_case,
-    tiny_recipe,
-    write_dataset,
-    write_image,
-)
+from training_cases import LESION_RADIUS_MM, SPACING, synthetic_case, tiny_recipe, write_dataset, write_image
 
 from LesionDetectLib import detect, read_volume
 from LesionDetectLib.bundles import import_model, open_bundle
