@@ -120,6 +120,12 @@ def written(tmp_path, result):
     return result.write(tmp_path / "out", save_probability=True, surface_format="vtp"), result
 
 
+@pytest.fixture
+def in_a_scratch_folder(tmp_path, monkeypatch):
+    """The commands name relative paths: should one run after all, it writes here, not into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def write_series(folder, array, spacing=(0.7, 0.7, 2.0), origin=(-100.0, -80.0, 40.0),
                  uid="1.2.826.0.1.3680043.2.1125.1", extra_tags: dict | None = None):
     """Write ``array`` [k, j, i] int16 as one axial CT series (one file per slice), with ``extra_tags``."""

@@ -1,9 +1,8 @@
-"""The `lesiondetect` command end to end, in subprocesses: outputs, exit codes, nothing partial left behind."""
+"""The `lesiondetect detect` command end to end, in subprocesses: outputs, exit codes, nothing partial left behind."""
 
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -89,69 +88,6 @@ def test_batch_continues_past_a_broken_case_and_resumes(workspace, tmp_path):
     assert (tmp_path / "out" / "case.seg.nrrd").exists()
     again = lesiondetect("detect", image, "-o", tmp_path / "out", "--model", bundle, "--resume", "--progress", "jsonl")
     assert again.returncode == 0 and '"0 written, 1 skipped' in again.stdout
-
-
-def test_models_list_import_show(workspace, tmp_path):
-    _, bundle, _ = workspace
-    user = tmp_path / "models"
-    assert lesiondetect("models", "import", bundle, env_models=user).returncode == 0
-    listing = lesiondetect("models", "list", "--json", env_models=user)
-    names = {entry["name"]: entry for entry in json.loads(listing.stdout)}
-    assert names["test-threshold-ct"]["source"] == "user"
-    shown = lesiondetect("models", "show", "test-threshold-ct", env_models=user)
-    assert json.loads(shown.stdout)["modality"] == "CT"
-
-
-def test_demo_runs_on_the_shipped_sample(tmp_path):
-    """README: `lesiondetect demo` runs ct-tumours on the sarcoma sample (one of its training cases: it says so)."""
-    done = lesiondetect("demo", "-o", tmp_path, "--progress", "none", env_models=tmp_path / "none")
-    assert done.returncode == 0, done.stderr
-    assert "Vallières" in done.stdout and "model: ct-tumours" in done.stdout
-    assert "this case (STS_019) was one of the ct-tumours model's training cases" in done.stdout
-    assert "against the reference mask (ct-tumour rule): 1 of 1 reference lesions found" in done.stdout
-    assert (tmp_path / "ct_sarcoma.seg.nrrd").exists()
-    assert (tmp_path / "ct_sarcoma.overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def agreement_counts(stdout: str) -> tuple[int, int, int]:
-    """(found, reference lesions, detections outside them) from the demo's agreement line."""
-    found = re.search(r"(\d+) of (\d+) reference lesions found, (\d+) detection\(s\) outside them", stdout)
-    assert found, stdout
-    return tuple(int(number) for number in found.groups())
-
-
-def test_ms_demo_runs_the_flair_t1_model_with_the_samples_t1_on_a_held_out_scan(tmp_path):
-    """README: `lesiondetect demo --ms` runs ms-flair-t1-lesions on the FLAIR and T1 of patient 07, held out of its
-    training: 4 of 24 found, 3 regions outside them (test_shipped_models has the same numbers)."""
-    done = lesiondetect("demo", "--ms", "-o", tmp_path, "--progress", "none", env_models=tmp_path / "none")
-    assert done.returncode == 0, done.stderr
-    assert "Lesjak" in done.stdout and "model: ms-flair-t1-lesions (threshold 0.95, outline 0.5)" in done.stdout
-    assert "this case (patient07) was held out of the ms-flair-t1-lesions model's training" in done.stdout
-    assert "against the reference mask (ms rule):" in done.stdout
-    found, lesions, outside = agreement_counts(done.stdout)
-    assert lesions == 24 and found >= 4 and outside <= 3
-    assert (tmp_path / "ms_flair.overview.png").exists()
-
-
-def test_ms_demo_with_the_flair_only_model_says_its_sample_was_a_training_case(tmp_path):
-    done = lesiondetect("demo", "--ms", "--model", "ms-flair-lesions", "-o", tmp_path, "--progress", "none",
-                        env_models=tmp_path / "none")
-    assert done.returncode == 0, done.stderr
-    assert "Lesjak" in done.stdout and "model: ms-flair-lesions" in done.stdout
-    assert "this case (patient07) was one of the ms-flair-lesions model's training cases" in done.stdout
-    assert "against the reference mask (ms rule):" in done.stdout and "of 24 reference lesions found" in done.stdout
-
-
-def test_models_list_tells_the_ms_models_apart_and_keeps_the_glioma_model_the_mr_default(tmp_path):
-    done = lesiondetect("models", "list", env_models=tmp_path / "none")
-    assert done.returncode == 0, done.stderr
-    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
-    assert "default MR" in lines["brain-mri-lesions"] and "default" not in lines["ms-flair-t1-lesions"]
-    assert "FLAIR and T1" in lines["ms-flair-t1-lesions"] and "one skull-stripped FLAIR" in lines["ms-flair-lesions"]
-    listing = lesiondetect("models", "list", "--json", env_models=tmp_path / "none")
-    listed = {entry["name"]: entry for entry in json.loads(listing.stdout)}
-    assert listed["ms-flair-t1-lesions"]["input_channels"] == ["FLAIR", "T1"]
-    assert listed["ms-flair-lesions"]["input_channels"] == ["FLAIR"]
 
 
 def test_usage_error_exit_code():
