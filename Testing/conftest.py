@@ -126,6 +126,14 @@ def in_a_scratch_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """A dataset.json of 6 synthetic training cases, 2 of them for validation (training_cases.write_dataset)."""
+    from training_cases import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("dataset"), count=6, validation=2)
+
+
 def write_series(folder, array, spacing=(0.7, 0.7, 2.0), origin=(-100.0, -80.0, 40.0),
                  uid="1.2.826.0.1.3680043.2.1125.1", extra_tags: dict | None = None):
     """Write ``array`` [k, j, i] int16 as one axial CT series (one file per slice), with ``extra_tags``."""

@@ -1,51 +1,22 @@
-"""Training for small data sets: patient-level splits, dataset filters, patch centres by class (lesion, mined
-hard negative, normal body), hard-negative mining, MR appearance augmentation and test-time mirroring."""
+"""`training.transforms`: training arrays prepared as for inference, patch centres by class (lesion, mined hard
+negative, normal body), centre jitter, thick-slice and MR appearance augmentation."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from training_cases import tiny_recipe
 
-from LesionDetectLib import infer
-from LesionDetectLib.errors import DatasetError
-from LesionDetectLib.training import mining
+from LesionDetectLib import read_volume
 from LesionDetectLib.training import transforms as T
-from LesionDetectLib.training.dataset import Case, LabelledDataset, load_dataset
+from LesionDetectLib.training.dataset import load_dataset
 from LesionDetectLib.training.recipe import Recipe
-from LesionDetectLib.training.splits import fold_assignment, split_cases
 
 SHAPE = (40, 40, 40)
-
-
-def test_scans_of_one_patient_always_share_a_fold():
-    cases = [Case(f"p{p}_t{t}", Path("i"), Path("l"), source="AB"[p % 2], patient=f"p{p}")
-             for p in range(6) for t in range(2)]
-    cases += [Case("single", Path("i"), Path("l"), source="A")]
-    for seed in range(5):
-        folds = fold_assignment(cases, 3, seed)
-        for p in range(6):
-            assert folds[f"p{p}_t0"] == folds[f"p{p}_t1"]
-        assert sorted(set(folds.values())) == [0, 1, 2]
-    dataset = LabelledDataset("d", Path("d.json"), tuple(cases))
-    split = split_cases(dataset, val_fraction=0.3, seed=1)
-    validated = {case.patient_id for case in split.validation}
-    assert validated and not validated & {case.patient_id for case in split.training}
-    with pytest.raises(DatasetError, match="patients"):
-        split_cases(LabelledDataset("d", Path("d.json"), tuple(cases[:4])), folds=3, fold=0)
-
-
-def test_filters_keep_only_matching_datalist_items(tmp_path):
-    items = [{"image": f"i{n}.nii.gz", "label": f"l{n}.nii.gz", "case": f"c{n}", "lesion_type": kind}
-             for n, kind in enumerate(["glioma", "multiple sclerosis", "multiple sclerosis"])]
-    path = tmp_path / "datalist.json"
-    path.write_text(__import__("json").dumps({"training": items}))
-    chosen = load_dataset(path, filters=[("lesion_type", "multiple sclerosis")])
-    assert [case.id for case in chosen.cases] == ["c1", "c2"]
-    nothing = load_dataset(path, filters=[("lesion_type", "none")])
-    assert any("no item with lesion_type=none" in problem for problem in nothing.problems)
 
 
 def _item(hard: bool = True) -> dict:
@@ -121,43 +92,6 @@ def test_patch_centres_follow_the_current_hard_negatives():
     assert set(cases[1]) == {"case", T.IMAGE, T.LABEL, T.CENTRES}  # whole-volume masks stay out of the crops
 
 
-class BrightnessNet(torch.nn.Module):
-    """Fires (logit +10) wherever the image is above 0.5."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(x[:, :1] > 0.5, 10.0, -10.0)
-
-
-def test_mining_finds_where_the_network_fires_outside_the_lesions():
-    item = _item(hard=False)
-    item[T.IMAGE][:, 28:34, 28:34, 28:34] = 1.0  # a bright non-lesion block
-    item[T.IMAGE][:, 9:11, 5:9, 5:9] = 1.0  # bright rim touching the lesion: within the margin, not a negative
-    recipe = Recipe(patch_size=(16, 16, 16), overlap=0.25)
-    masks = mining.mine(BrightnessNet(), [item], recipe, "cpu")
-    mask = masks["c"][0].bool()
-    assert mask[28:34, 28:34, 28:34].all()
-    assert int(mask.sum()) == 6**3
-    assert not mining.mine(BrightnessNet(), [_item(hard=False)], recipe, "cpu")  # fires on the lesion only
-
-
-class LeftBiasedNet(torch.nn.Module):
-    """An asymmetric predictor: probability grows along x (logit = x index - centre)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ramp = torch.arange(x.shape[2], dtype=torch.float32) - (x.shape[2] - 1) / 2
-        return ramp.view(1, 1, -1, 1, 1).expand(x.shape[0], 1, *x.shape[2:]).clone()
-
-
-def test_test_time_mirroring_averages_a_window_and_its_mirror_image():
-    image = np.random.default_rng(0).normal(size=(1, 16, 12, 10)).astype(np.float32)
-    args = ((16, 12, 10), 0.0, 2, "cpu")
-    plain = infer.probabilities(LeftBiasedNet(), image, *args)
-    mirrored = infer.probabilities(LeftBiasedNet(), image, *args, flip_axes=(0,))
-    assert plain[0, 0, 0] < 0.01 and plain[-1, 0, 0] > 0.99
-    np.testing.assert_allclose(mirrored, 0.5, atol=1e-5)  # sigmoid(r) and sigmoid(-r) average to 1/2
-    np.testing.assert_allclose(infer.probabilities(LeftBiasedNet(), image, *args, flip_axes=(1, 2)), plain, atol=1e-6)
-
-
 def test_thick_slices_blur_one_axis_and_keep_the_label():
     image = torch.zeros((1, 16, 16, 16))
     image[:, :, :, ::2] = 1.0  # stripes along z
@@ -187,3 +121,37 @@ def test_heavy_augmentation_changes_appearance_not_labels():
     assert len(chain.transforms) == len(reference.transforms) + len(T.heavy_intensity_transforms())
     patch = chain(item)[0]
     assert patch[T.IMAGE].shape == (1, 16, 16, 16) and set(patch[T.LABEL].unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_training_arrays_are_the_inference_preprocessing(dataset):
+    from LesionDetectLib import preprocess
+    from LesionDetectLib.training.transforms import prepare_case
+
+    case = load_dataset(dataset).training[0]
+    intensity = {"kind": "mr", "percentiles": [0.5, 99.5]}
+    image, label, body = prepare_case(case.image, case.label, (1.5, 1.5, 1.5), intensity)
+    spec = argparse.Namespace(spacing=[1.5, 1.5, 1.5], intensity=intensity)
+    expected = preprocess.prepare_input(read_volume(case.image), spec).image
+    np.testing.assert_array_equal(image, expected)
+    assert label.shape == body.shape == expected.shape and set(np.unique(label)) == {0, 1}
+    assert body[label > 0].all()  # the lesion lies inside the body mask
+    assert 0 < body.mean() < 1
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_random_patches_are_centred_on_the_lesion_and_leave_the_cache_unmodified(dataset):
+    from LesionDetectLib.training.transforms import RepeatedCases, cached_cases, random_transforms
+
+    recipe = tiny_recipe(positive_fraction=1.0, samples_per_case=3)
+    intensity = {"kind": "mr", "percentiles": [0.5, 99.5]}
+    cases = cached_cases(load_dataset(dataset).training[:2], recipe, intensity, "MR", Path("unused"), 0)
+    before = cases[0]["image"].clone()
+    chain = random_transforms(recipe)
+    chain.set_random_state(seed=0)
+    patches = chain(RepeatedCases(cases, 2)[0])
+    assert len(patches) == 3
+    for patch in patches:
+        assert set(patch) == {"image", "label"} and tuple(patch["image"].shape) == (1, 24, 24, 24)
+        assert patch["image"].dtype == torch.float32 and patch["label"].sum() > 0  # centred on the lesion
+    assert torch.equal(cases[0]["image"], before)  # the cache is never modified
