@@ -95,6 +95,45 @@ def isolated_models(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (training tests: `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def result():
+    """The writer tests' detection result: two lesions on an oblique, mirrored grid (writer_inputs.make_result)."""
+    from writer_inputs import make_result
+
+    return make_result()
+
+
+@pytest.fixture
+def written(tmp_path, result):
+    """(paths, result): ``result`` written to ``tmp_path / "out"`` with every optional output."""
+    return result.write(tmp_path / "out", save_probability=True, surface_format="vtp"), result
+
+
+@pytest.fixture
+def in_a_scratch_folder(tmp_path, monkeypatch):
+    """The commands name relative paths: should one run after all, it writes here, not into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """A dataset.json of 6 synthetic training cases, 2 of them for validation (training_cases.write_dataset)."""
+    from training_cases import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("dataset"), count=6, validation=2)
+
+
 def write_series(folder, array, spacing=(0.7, 0.7, 2.0), origin=(-100.0, -80.0, 40.0),
                  uid="1.2.826.0.1.3680043.2.1125.1", extra_tags: dict | None = None):
     """Write ``array`` [k, j, i] int16 as one axial CT series (one file per slice), with ``extra_tags``."""

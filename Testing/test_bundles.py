@@ -1,11 +1,11 @@
-"""Model bundles: validation, checksums, safe loading, search paths, import."""
+"""`bundles`: checksums, safe loading of the weights, search paths, import (what model.json may hold:
+test_model_spec.py; reading a folder or zip: test_bundle_files.py)."""
 
 from __future__ import annotations
 
 import io
 import json
 import pickle
-import zipfile
 
 import pytest
 import torch
@@ -64,24 +64,6 @@ def test_raw_pickle_is_refused(threshold_bundle):
         open_bundle(threshold_bundle).network("cpu")
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"threshold": None}, "missing field 'threshold'"),
-        ({"surprise": 1}, "unknown field 'surprise'"),
-        ({"modality": "PET"}, "modality"),
-        ({"spacing": [1, 1]}, "spacing"),
-        ({"threshold": 1.5}, "threshold"),
-        ({"threshold": 0.6, "outline_threshold": 0.7}, "outline_threshold must be in"),
-        ({"outline_threshold": 0}, "outline_threshold must be in"),
-    ],
-)
-def test_invalid_specs_are_refused(threshold_bundle, change, message):
-    rewrite_spec(threshold_bundle, **change)
-    with pytest.raises(ModelBundleError, match=message):
-        open_bundle(threshold_bundle)
-
-
 def test_unknown_network_is_refused(threshold_bundle):
     rewrite_spec(threshold_bundle, network={"name": "os.system", "kwargs": {}})
     with pytest.raises(ModelBundleError, match="unknown network"):
@@ -92,24 +74,6 @@ def test_corrupt_json(threshold_bundle):
     (threshold_bundle / "model.json").write_text("{not json")
     with pytest.raises(ModelBundleError, match="not valid JSON"):
         open_bundle(threshold_bundle)
-
-
-def test_zip_bundle_loads(threshold_bundle, tmp_path):
-    archive = tmp_path / "model.zip"
-    with zipfile.ZipFile(archive, "w") as out:
-        for name in ("model.json", "weights.pt"):
-            out.write(threshold_bundle / name, f"test-model/{name}")
-    assert open_bundle(archive).name == "test-threshold-ct"
-
-
-def test_zip_path_traversal_is_refused(threshold_bundle, tmp_path):
-    archive = tmp_path / "evil.zip"
-    with zipfile.ZipFile(archive, "w") as out:
-        out.write(threshold_bundle / "model.json", "model.json")
-        out.write(threshold_bundle / "weights.pt", "weights.pt")
-        out.writestr("../../outside.txt", "x")
-    with pytest.raises(ModelBundleError, match="unsafe paths"):
-        open_bundle(archive)
 
 
 def test_import_list_and_load_by_name(threshold_bundle, isolated_models):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from channel_scans import CENTRE_LPS, FLAIR_DIRECTION, rotation, sphere
 from conftest import write_threshold_bundle
-from test_channels import CENTRE_LPS, FLAIR_DIRECTION, rotation, sphere
 
 from LesionDetectLib.case_table import read_case_table
 from LesionDetectLib.cli import main

@@ -9,45 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import oblique_direction
+from box_detections import RAS_AXES_LPS, boxes_on, centre_of, make_volume, voxel_centres_lps
 
 from LesionDetectLib import writers
 from LesionDetectLib.detected_box import BOX_COLUMNS, DetectedBox
 from LesionDetectLib.detector_boxes import box_label_map, box_probability, lesions_from_boxes
 from LesionDetectLib.evaluation.predictions import prediction_index
 from LesionDetectLib.lesions import TABLE_COLUMNS
-from LesionDetectLib.volume import Volume
 
 SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "markups-schema-v1.0.3.json"
-RAS_AXES_LPS = ((-1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0))
-
-
-def make_volume() -> Volume:
-    direction = oblique_direction() @ np.diag([1.0, 1.0, -1.0])
-    return Volume(np.zeros((18, 40, 36), np.float32), (0.8, 0.7, 2.5), (-40.0, 12.5, -90.0), direction, name="chest")
-
-
-def voxel_centres_lps(volume: Volume) -> np.ndarray:
-    """``[k, j, i, 3]`` LPS centres of every voxel."""
-    k, j, i = np.indices(volume.array.shape)
-    ijk = np.stack([i, j, k], axis=-1).astype(float)
-    return ijk @ volume.ijk_to_lps()[:3, :3].T + volume.ijk_to_lps()[:3, 3]
-
-
-def centre_of(volume: Volume, ijk) -> tuple[float, float, float]:
-    return tuple(float(v) for v in volume.ijk_to_lps()[:3, :3] @ np.asarray(ijk, float) + volume.ijk_to_lps()[:3, 3])
-
-
-def boxes_on(volume: Volume) -> list[DetectedBox]:
-    """A RAS-aligned box, a box along the volume's own (oblique) axes overlapping it, one below threshold."""
-    own_axes = tuple(tuple(float(v) for v in np.asarray(volume.direction)[:, axis]) for axis in range(3))
-    return [
-        DetectedBox(0.6, centre_of(volume, (14, 18, 8)), (9.0, 7.5, 10.0), own_axes),
-        DetectedBox(0.9, centre_of(volume, (10, 16, 7)), (8.0, 6.0, 12.0), RAS_AXES_LPS),
-        DetectedBox(0.2, centre_of(volume, (28, 30, 12)), (6.0, 6.0, 6.0), RAS_AXES_LPS),
-    ]
-
-
 def test_each_box_over_the_threshold_is_a_lesion_holding_the_voxels_whose_centres_it_contains():
     volume = make_volume()
     boxes = boxes_on(volume)

@@ -11,7 +11,6 @@ from conftest import make_volume, oblique_direction
 from LesionDetectLib.lesion_boxes import candidate_boxes, find_lesions
 from LesionDetectLib.lesions import from_probability
 from LesionDetectLib.preprocess import model_grid, to_input_grid
-from LesionDetectLib.result import DetectionResult
 
 
 def blobs_on_grid(size, seed: int, count: int = 12) -> np.ndarray:
@@ -89,17 +88,3 @@ def test_too_many_candidate_regions_give_the_whole_volume(monkeypatch):
     assert len(candidate_boxes(probability, grid, volume, 0.7, 0.7)) > 1
     monkeypatch.setattr("LesionDetectLib.lesion_boxes.MAX_BOXES", 1)
     assert candidate_boxes(probability, grid, volume, 0.7, 0.7) == [(slice(0, 30), slice(0, 44), slice(0, 40))]
-
-
-def test_the_probability_of_a_result_is_computed_once_when_first_read():
-    volume = make_volume((4, 5, 6), lesions=())
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return np.full(volume.array.shape, 0.25, np.float32)
-
-    result = DetectionResult(volume, [], np.zeros(volume.array.shape, np.uint16), compute, 0.5, "m")
-    assert calls == []
-    assert result.probability.shape == volume.array.shape and result.probability[0, 0, 0] == 0.25
-    assert calls == [1]

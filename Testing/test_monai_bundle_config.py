@@ -3,33 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from monai_bundles import ZOO_BUNDLES, needs_zoo, zoo_configs
+from monai_bundles import INFERER, NETWORK, ZOO_BUNDLES, config, needs_zoo, zoo_configs
 
 from LesionDetectLib.monai_bundle.config import parse_inference
 from LesionDetectLib.monai_bundle.expressions import BundleConfigError
 from LesionDetectLib.monai_bundle.importer import apply_overrides
-
-NETWORK = {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8],
-           "strides": [2]}
-INFERER = {"_target_": "SlidingWindowInferer", "roi_size": [16, 16, 16], "sw_batch_size": 2, "overlap": 0.25}
-
-
-def config(**changes) -> dict:
-    base = {
-        "imports": ["$import os"], "bundle_root": ".", "image_key": "image",
-        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
-        "network_def": NETWORK, "network": "$@network_def.to(@device)",
-        "preprocessing": {"_target_": "Compose", "transforms": [
-            {"_target_": "LoadImaged", "keys": "@image_key"},
-            {"_target_": "ScaleIntensityRanged", "keys": "@image_key", "a_min": -100, "a_max": 200, "b_min": 0,
-             "b_max": 1, "clip": True}]},
-        "inferer": INFERER,
-        "postprocessing": {"_target_": "Compose", "transforms": [
-            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
-            {"_target_": "SaveImaged", "keys": "pred", "output_dir": "$@bundle_root + '/eval'"}]},
-        "dataset": {"_target_": "Dataset", "data": "$[{'image': i} for i in glob.glob('*')]"},
-    }
-    return {**base, **changes}
 
 
 @needs_zoo

@@ -9,8 +9,7 @@ import zipfile
 
 import pytest
 import torch
-from monai_bundles import write_bundle
-from test_monai_bundle_config import config
+from monai_bundles import config, write_bundle
 
 from LesionDetectLib.errors import ModelBundleError
 from LesionDetectLib.monai_bundle.importer import import_monai_bundle

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_training import one_thread, tiny_recipe, write_dataset  # noqa: F401 (one_thread: autouse)
+from training_cases import tiny_recipe, write_dataset
 
 from LesionDetectLib.progress import (
     STEP,
@@ -19,6 +19,8 @@ from LesionDetectLib.progress import (
     step_bar_reporter,
 )
 from LesionDetectLib.training import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread
 
 NETWORK_KWARGS = '{"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}'
 TINY_OPTIONS = (

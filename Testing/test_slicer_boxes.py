@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from test_detector_boxes import boxes_on, make_volume
+from box_detections import boxes_on, make_volume
 
 from LesionDetectLib import writers
 from LesionDetectLib.detector_boxes import lesions_from_boxes

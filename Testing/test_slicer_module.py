@@ -245,7 +245,7 @@ def test_accepted_lesions_go_out_as_a_dicom_seg_over_the_source_series(slicer, l
     detection, review → `exportDicomSeg`: the accepted lesion only, on the source slices."""
     pytest.importorskip("highdicom")
     import pydicom
-    from test_dicom_seg import write_oblique_series
+    from dicom_series import write_oblique_series
 
     from LesionDetectLib.io import read_volume
 

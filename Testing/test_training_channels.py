@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from test_training import ORIGIN, one_thread, synthetic_case, tiny_recipe, write_image  # noqa: F401 (one_thread: autouse)
+from training_cases import ORIGIN, synthetic_case, tiny_recipe, write_image
 
 from LesionDetectLib import detect, preprocess, read_volume
 from LesionDetectLib.bundles import open_bundle
 from LesionDetectLib.errors import DatasetError, InputImageError
 from LesionDetectLib.training import load_dataset, train, validate_dataset
 from LesionDetectLib.training.channel_layout import AS_DECLARED, ChannelOptions
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread
 
 T1_SPACING = (1.0, 1.1, 1.3)
 MR = {"kind": "mr", "percentiles": [0.5, 99.5]}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch.distributed
-from test_training import write_dataset
+from training_cases import write_dataset
 
 from LesionDetectLib.bundles import open_bundle
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from change_phantom import CURRENT_LESIONS, PRIOR_LESIONS, Sphere, rigid, rotation, scan
+from cli_process import lesiondetect
 from conftest import oblique_direction, write_threshold_bundle
-from test_cli import lesiondetect
 
 from LesionDetectLib import detect, load_model, read_volume
 

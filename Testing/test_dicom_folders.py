@@ -1,4 +1,5 @@
-"""DICOM series folders: a series written by the test, several series in one folder, and a real series."""
+"""DICOM series folders (`dicom_folders`): a series read with its geometry, one chosen by UID, and series whose
+slices do not make one grid refused."""
 
 from __future__ import annotations
 
