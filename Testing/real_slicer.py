@@ -13,6 +13,7 @@ import importlib.util
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,12 @@ def lesionDetect(slicer):
     slicer.app.loadModule(str(MODULE_FOLDER / "LesionDetect.py"), module.LesionDetect, module.LesionDetectWidget)
     yield module
     slicer.app.unloadModules()
+
+
+def waitUntilIdle(slicer, logic, timeout=30.0):
+    """Let the event loop run (the runner's QTimer polls the process) until the run has ended."""
+    deadline = time.monotonic() + timeout
+    while logic.isRunning:
+        assert time.monotonic() < deadline, "the detection did not finish"
+        slicer.app.processEvents()
+        time.sleep(0.01)

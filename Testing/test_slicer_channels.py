@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_slicer_module import waitUntilIdle
+from real_slicer import waitUntilIdle
 
 pytest_plugins = ("real_slicer",)  # the `slicer` and `lesionDetect` fixtures
 

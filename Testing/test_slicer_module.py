@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import vtk
 from qt_standin import qt
+from real_slicer import waitUntilIdle
 
 pytest_plugins = ("real_slicer",)  # the `slicer` and `lesionDetect` fixtures
 REPO = Path(__file__).resolve().parents[1]
@@ -104,15 +105,6 @@ def panel(slicer, lesionDetect):
     widget.logic.processRunner = runner()
     widget.logic.findModule = lambda name: True
     return widget
-
-
-def waitUntilIdle(slicer, logic, timeout=30.0):
-    """Let the event loop run (the runner's QTimer polls the process) until the run has ended."""
-    deadline = time.monotonic() + timeout
-    while logic.isRunning:
-        assert time.monotonic() < deadline, "the detection did not finish"
-        slicer.app.processEvents()
-        time.sleep(0.01)
 
 
 def test_panel_without_a_volume_says_so(slicer, panel, caplog):
