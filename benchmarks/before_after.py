@@ -1,6 +1,6 @@
 """Run the same commands with the package at an older git revision and with this tree's, and compare what they write.
 
-    python tools/before_after.py --base REV [--cases STS_001 STS_002]
+    python benchmarks/before_after.py --base REV [--cases STS_001 STS_002]
 
 For a change that must not change behaviour (a refactoring): ``lesiondetect demo --ct``, ``demo --ms --model
 ms-flair-lesions``, ``detect`` on real sarcoma CTs of ``../shared/data`` and ``evaluate`` of those detections
@@ -17,9 +17,10 @@ import filecmp
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
+
+from compare_versions import extract_base
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPOSITORY.parent / "shared" / "data"
@@ -99,14 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if not DATALIST.exists():
         sys.exit(f"{DATALIST} is missing: this comparison needs ../shared/data")
     with tempfile.TemporaryDirectory() as scratch:
-        old_root = Path(scratch) / "old-package"
-        old_root.mkdir()
-        archive = subprocess.run(["git", "archive", args.base, "LesionDetectLib"], cwd=REPOSITORY, check=True,
-                                 capture_output=True).stdout
-        archive_path = Path(scratch) / "old.tar"
-        archive_path.write_bytes(archive)
-        with tarfile.open(archive_path) as tar:
-            tar.extractall(old_root, filter="data")
+        old_root = extract_base(args.base, Path(scratch) / "old-package")
         run_version(old_root, Path(scratch) / "old", args.cases)
         run_version(REPOSITORY, Path(scratch) / "new", args.cases)
         problems = compare_folders(Path(scratch) / "old", Path(scratch) / "new")
