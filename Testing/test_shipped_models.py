@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -53,6 +55,23 @@ def test_trained_bundles_credit_their_data_and_carry_cross_validated_metrics(nam
     chosen = cross_validation["configurations"][cross_validation["chosen"]]
     assert (chosen["threshold"], chosen.get("outline_threshold"), chosen["min_lesion_mm3"]) == (
         spec.threshold, spec.outline_threshold, spec.min_lesion_mm3)
+
+
+TWO_FOLD_METRICS = pytest.mark.xfail(strict=True, reason="model.json still holds the 2-fold run of configuration E; "
+                                     "its README card gives the 4-fold numbers (issue 14)")
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=TWO_FOLD_METRICS) if name == "ms-flair-t1-lesions" else name
+                                  for name in TRAINED])
+def test_the_shipped_metrics_come_from_every_fold_of_the_cross_validation(name):
+    spec = load_model(name).spec
+    cross_validation = spec.metrics["cross_validation"]
+    chosen = cross_validation["configurations"][cross_validation["chosen"]]
+    folds_run = chosen.get("folds_run") or list(range(chosen["folds"]))  # older runs recorded only the count
+    assert sorted(folds_run) == list(range(chosen["folds"]))
+    split = re.match(r"(\d+)-fold cross-validation", spec.provenance["dataset"]["split"])
+    if split:  # a shipped fold model: its card's metrics cover all the folds of that cross-validation
+        assert chosen["folds"] == int(split.group(1))
 
 
 @pytest.mark.parametrize(("name", "requirements"), [
